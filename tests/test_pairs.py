@@ -1,0 +1,153 @@
+"""Tests for mp3gan.data.pairs: aligned crops, codec-clean edges, gain, silence, cache."""
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import clicks_and_noise
+
+from mp3gan import audio, degrade
+from mp3gan.data import sources
+from mp3gan.data.pairs import PairMaker, PairSettings, level_db, read_window
+
+SR = 44100
+LOW = degrade.LowPass(3000)
+
+
+def _peak(x, peak=0.5):
+    return (x * (peak / np.abs(x).max())).astype(np.float32)
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("MP3GAN_CACHE_HOME", str(tmp_path / "cache"))
+    root = tmp_path / "corpus"
+    audio.write_audio(root / "stereo.flac", _peak(clicks_and_noise(3 * SR, SR, 2, seed=1)), SR)
+    audio.write_audio(root / "mono48k.wav", _peak(clicks_and_noise(2 * 48000, 48000, 1, 2)), 48000)
+    recordings = {r.path: r for r in sources.scan_folder(root)}
+    return root, recordings
+
+
+def _settings(**kw):
+    base = dict(crop_samples=8192, degradations=("mp3:64",), gain_db=(0.0, 0.0))
+    return PairSettings(**{**base, **kw})
+
+
+def _assert_aligned(pair):
+    assert pair.reference.shape == pair.degraded.shape
+    assert pair.reference.dtype == pair.degraded.dtype == np.float32
+    # Compare below MP3's cutoff, where even 32 kbps keeps the waveform.
+    lag, polarity = audio.find_offset(LOW(pair.reference, SR), LOW(pair.degraded, SR))
+    assert (lag, polarity) == (0, 1), pair.degradation
+
+
+@pytest.mark.parametrize("spec", ["mp3:32", "mp3:64", "mp3:192", "vbr:0.7", "lowpass:4000"])
+def test_pairs_are_aligned(corpus, spec):
+    root, recs = corpus
+    maker = PairMaker(root, list(recs.values()), _settings(degradations=(spec,)))
+    for name, start in [("stereo.flac", 20000), ("mono48k.wav", 1234)]:
+        pair = maker.pair_at(recs[name], start, spec)
+        assert pair.reference.shape == (recs[name].channels, 8192)
+        _assert_aligned(pair)
+        corr = np.corrcoef(LOW(pair.reference, SR).ravel(), LOW(pair.degraded, SR).ravel())[0, 1]
+        assert corr > 0.9
+
+
+def test_reference_is_the_file_at_the_model_rate(corpus):
+    root, recs = corpus
+    maker = PairMaker(root, list(recs.values()), _settings(degradations=("lowpass:4000",)))
+    x, _ = audio.read_audio(root / "stereo.flac")
+    np.testing.assert_array_equal(
+        maker.pair_at(recs["stereo.flac"], 5000, "mp3:64").reference, x[:, 5000:13192]
+    )
+    # 48 kHz: a window resampled on its own matches the whole file resampled, in the middle.
+    y, _ = audio.read_audio(root / "mono48k.wav")
+    whole = audio.resample(y, 48000, SR)
+    crop = read_window(root / "mono48k.wav", recs["mono48k.wav"], 30000, 8192, SR)
+    assert np.abs(crop - whole[:, 30000:38192]).max() < 1e-3
+
+
+@pytest.mark.parametrize("spec", ["vbr:0.5", "lowpass:4000"])
+def test_crops_carry_no_codec_edge_effects(corpus, spec):
+    """A crop cut from a margin-encoded window equals the same crop of a whole-file encode;
+    encoding the crop alone differs at its edges. (VBR and the low-pass have no bit
+    reservoir carrying state across the file, so only edge effects can differ; the window
+    starts on the whole file's MP3 frame grid so both encodes frame the audio alike.)"""
+    root, recs = corpus
+    rec = recs["stereo.flac"]
+    x, _ = audio.read_audio(root / rec.path)
+    whole = degrade.parse_degradation(spec)(x, SR)
+    margin = 2 * audio.MP3_FRAME
+    start = 30 * audio.MP3_FRAME  # (start - margin) is on the frame grid
+    edge = 1024
+
+    def edge_error(settings):
+        pair = PairMaker(root, [rec], settings).pair_at(rec, start, spec)
+        error = np.abs(pair.degraded - whole[:, start : start + 8192])
+        return max(error[:, :edge].max(), error[:, -edge:].max()), error[:, edge:-edge].max()
+
+    with_margin, with_margin_middle = edge_error(_settings(encode_margin=margin))
+    without_margin, _ = edge_error(_settings(encode_margin=0))
+    assert without_margin > 3e-3
+    assert with_margin < 1e-4 and with_margin_middle < 1e-4
+
+
+def test_gain_applies_to_both_and_stays_below_full_scale(corpus):
+    root, recs = corpus
+    rec = recs["stereo.flac"]
+    maker = PairMaker(root, [rec], _settings(degradations=("lowpass:4000",)))
+    unity = maker.pair_at(rec, 10000, "lowpass:4000", gain_db=0.0)
+    quiet = maker.pair_at(rec, 10000, "lowpass:4000", gain_db=-12.0)
+    g = 10 ** (-12 / 20)
+    np.testing.assert_allclose(quiet.reference, g * unity.reference, atol=1e-6)
+    np.testing.assert_allclose(quiet.degraded, g * unity.degraded, atol=1e-6)
+    loud = maker.pair_at(rec, 10000, "mp3:64", gain_db=30.0)
+    assert np.abs(loud.reference).max() <= 0.99 and loud.gain_db < 30
+    _assert_aligned(loud)
+
+
+def test_random_pairs_skip_silence_and_unreadable_files(tmp_path, caplog):
+    root = tmp_path / "c"
+    mostly_silent = np.zeros((1, 3 * SR), np.float32)
+    mostly_silent[:, 2 * SR :] = _peak(clicks_and_noise(SR, SR, 1, seed=3))
+    audio.write_audio(root / "quiet.flac", mostly_silent, SR)
+    audio.write_audio(root / "silent.flac", np.zeros((1, SR), np.float32), SR)
+    audio.write_audio(root / "gone.flac", _peak(clicks_and_noise(SR, SR, 1, seed=4)), SR)
+    recs = sources.scan_folder(root, index_file=tmp_path / "index.jsonl")
+    (root / "gone.flac").write_bytes(b"corrupted after indexing")
+    settings = _settings(degradations=("lowpass:4000", "mp3:96"), gain_db=(-6.0, 0.0))
+    maker = PairMaker(root, recs, settings)
+    rng = np.random.default_rng(0)
+    with caplog.at_level(logging.WARNING, logger="mp3gan.data.pairs"):
+        pairs = [maker.random_pair(rng) for _ in range(12)]
+    assert {p.path for p in pairs} == {"quiet.flac"}
+    assert all(level_db(p.reference) > settings.silence_db for p in pairs)
+    assert all(p.start + 8192 > 2 * SR for p in pairs)
+    assert {p.degradation for p in pairs} == {"lowpass:4000", "mp3:96"}
+    assert "gone.flac" in caplog.text
+    for p in pairs:
+        _assert_aligned(p)
+
+
+def test_cache_gives_the_same_pairs_without_re_encoding(corpus, tmp_path, monkeypatch):
+    root, recs = corpus
+    cache = tmp_path / "encoded"
+    settings = _settings(degradations=("lowpass:4000",), cache_dir=str(cache))
+    fly = PairMaker(root, list(recs.values()), _settings(degradations=("lowpass:4000",)))
+    cached = PairMaker(root, list(recs.values()), settings)
+    for name in recs:
+        a = fly.pair_at(recs[name], 9000, "lowpass:4000", gain_db=-3.0)
+        b = cached.pair_at(recs[name], 9000, "lowpass:4000", gain_db=-3.0)
+        np.testing.assert_allclose(b.reference, a.reference, atol=1e-6)
+        # float16 storage: a rounding error far below any codec's.
+        np.testing.assert_allclose(b.degraded, a.degraded, atol=1e-3)
+    files = sorted(p.name for p in (cache / "encoded-v1").iterdir())
+    # One decode per file, plus the resampled reference of the 48 kHz file.
+    assert len(files) == 3
+    # MP3 from the cache is aligned too; a fresh maker reuses the files it finds.
+    mp3 = PairMaker(root, list(recs.values()), _settings(cache_dir=str(cache)))
+    _assert_aligned(mp3.pair_at(recs["stereo.flac"], 40000, "mp3:64"))
+    monkeypatch.setattr(degrade.LowPass, "__call__", lambda *a: pytest.fail("re-encoded"))
+    again = PairMaker(root, list(recs.values()), settings)
+    b2 = again.pair_at(recs["mono48k.wav"], 100, "lowpass:4000")
+    assert b2.reference.shape == (1, 8192)
