@@ -109,16 +109,28 @@ def coherence(
 ) -> tuple[jax.Array, jax.Array]:
     """Magnitude-squared coherence ``|Pxy|^2 / (Pxx Pyy)``, as ``scipy.signal.coherence``.
 
-    Returns ``(f, Cxy)``. Differentiable: bins where either signal has no power are
-    defined as 0 with a zero gradient, instead of 0/0.
+    Returns ``(f, Cxy)``. Differentiable, also in float32 on band-limited audio: the
+    coherence does not change when either signal is scaled, so both are brought to unit
+    RMS and the spectra computed with ``fs=1`` (powers of order 1). Without that, a
+    near-empty bin (above an MP3's cutoff, ~1e-17) makes ``(Pxx Pyy)^2`` in the gradient
+    underflow to 0 and the gradient NaN. Bins more than 80 dB below a signal's mean power
+    count as empty: their coherence is 0 with a zero gradient.
     """
-    f, pxx = welch(x, fs, window, nperseg, noverlap)
-    _, pyy = welch(y, fs, window, nperseg, noverlap)
-    _, pxy = csd(x, y, fs, window, nperseg, noverlap)
-    denom = pxx * pyy
-    # A denominator that underflows in float32 would give 0/0; guard both branches of
-    # the where so the gradient is finite too.
-    ok = denom > jnp.finfo(denom.dtype).tiny
-    safe = jnp.where(ok, denom, 1.0)
+
+    def unit_rms(s):
+        rms = jax.lax.stop_gradient(jnp.sqrt(jnp.mean(s**2, axis=-1, keepdims=True)))
+        return s / jnp.where(rms > 0, rms, 1.0)
+
+    x, y = unit_rms(jnp.asarray(x)), unit_rms(jnp.asarray(y))
+    f, pxx = welch(x, 1.0, window, nperseg, noverlap)
+    _, pyy = welch(y, 1.0, window, nperseg, noverlap)
+    _, pxy = csd(x, y, 1.0, window, nperseg, noverlap)
+
+    def has_power(p):
+        return p > 1e-8 * jax.lax.stop_gradient(jnp.mean(p, axis=-1, keepdims=True))
+
+    ok = has_power(pxx) & has_power(pyy)
+    # Guard both branches of the where so the gradient is finite too.
+    safe = jnp.where(ok, pxx * pyy, 1.0)
     cxy = jnp.where(ok, (jnp.real(pxy) ** 2 + jnp.imag(pxy) ** 2) / safe, 0.0)
-    return f, cxy
+    return f * fs, cxy

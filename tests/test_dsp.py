@@ -74,3 +74,18 @@ def test_coherence_of_silence_is_zero_with_finite_gradient():
     assert np.all(c == 0)
     g = jax.grad(lambda x: dsp.coherence(x, z, nperseg=128)[1].sum())(z)
     assert np.all(np.isfinite(g))
+
+
+def test_coherence_gradient_is_finite_when_a_band_is_empty():
+    # An MP3 leaves near-zero (not exactly zero) power above its cutoff: the case that
+    # made the training loss NaN before the power floor.
+    from conftest import clicks_and_noise
+
+    from mp3gan import audio
+
+    sr = 44100
+    ref = clicks_and_noise(8192, sr)[0]
+    mp3 = audio.mp3_roundtrip(ref[None], sr, 64)[0]
+    g = jax.grad(lambda e: jnp.mean(1 - dsp.coherence(ref, e, fs=sr, nperseg=1024)[1]))(mp3)
+    assert np.all(np.isfinite(g))
+    assert np.any(g != 0)
