@@ -1,0 +1,39 @@
+"""Picture one file's MP3 damage and its restoration: spectrograms, pre-echo, coherence.
+
+    python launch/analyze.py drums.flac --bitrate 64 --out fig.png
+    python launch/analyze.py drums.flac --checkpoint workdir/base
+
+Without --checkpoint the "restored" panel shows the best baseline (by LSD), and the
+figure's title says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("reference", help="lossless reference file (WAV/FLAC/AIFF)")
+    p.add_argument("--bitrate", type=int, default=64, help="MP3 CBR kbps (default 64)")
+    p.add_argument("--checkpoint", help="training workdir or model folder")
+    p.add_argument("--seconds", type=float, default=8.0, help="clip length; 0 = whole file")
+    p.add_argument("--out", default="analysis.png", help="output image (default analysis.png)")
+    args = p.parse_args(argv)
+
+    from mp3gan.plots import analyze_file
+
+    path = analyze_file(
+        args.reference,
+        args.out,
+        bitrate=args.bitrate,
+        checkpoint=args.checkpoint,
+        seconds=args.seconds or None,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

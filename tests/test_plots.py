@@ -1,0 +1,57 @@
+"""Pictures: the restoration figure and the analyze command's PNG."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+from conftest import burst_after_silence, clicks_and_noise
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from mp3gan import audio, plots
+
+SR = 44100
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_cli(name: str):
+    spec = importlib.util.spec_from_file_location(f"launch_{name}", ROOT / "launch" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_strongest_onset_is_the_burst():
+    x = burst_after_silence(SR, seed=0)
+    onset = plots.strongest_onset(x, SR)
+    assert abs(onset - (SR // 2 + 300)) <= SR // 1000  # within the 1 ms onset block
+
+
+def test_restoration_figure_has_labelled_panels_and_saves_atomically(tmp_path):
+    reference = np.concatenate([burst_after_silence(SR), clicks_and_noise(SR // 2, SR)], axis=1)
+    reference = np.repeat(reference, 2, axis=0)
+    degraded = audio.mp3_roundtrip(reference, SR, bitrate=64)
+    fig = plots.restoration_figure(reference, degraded, degraded, SR, title="test figure")
+    assert isinstance(fig, Figure)
+    titles = [ax.get_title() for ax in fig.get_axes()]
+    assert {"reference", "MP3", "restored", "coherence with the reference"} <= set(titles)
+    panels = [ax for ax in fig.get_axes() if ax.get_title()]  # all but the colour bar
+    assert len(panels) == 6 and all(ax.get_xlabel() for ax in panels)
+    ylabels = {ax.get_ylabel() for ax in fig.get_axes()}
+    assert {"frequency (kHz)", "level (dB)", "magnitude-squared coherence"} <= ylabels
+    path = plots.save_figure(fig, tmp_path / "sub" / "fig.png")
+    assert path.is_file() and list(path.parent.iterdir()) == [path]  # no temporary left
+    height, width = imread(path).shape[:2]
+    assert (width, height) == (plots.FIGSIZE[0] * plots.DPI, plots.FIGSIZE[1] * plots.DPI)
+
+
+def test_analyze_cli_writes_a_png_of_the_expected_size(tmp_path):
+    x = clicks_and_noise(int(1.2 * SR), SR, channels=2, seed=7)
+    source = tmp_path / "loop.flac"
+    audio.write_audio(source, 0.9 * x / np.abs(x).max(), SR)
+    out = tmp_path / "analysis.png"
+    argv = [str(source), "--bitrate", "64", "--seconds", "1", "--out", str(out)]
+    assert load_cli("analyze").main(argv) == 0
+    image = imread(out)
+    assert image.shape[:2] == (plots.FIGSIZE[1] * plots.DPI, plots.FIGSIZE[0] * plots.DPI)
+    assert image[..., :3].std() > 0.05  # something was drawn
