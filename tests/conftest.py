@@ -6,6 +6,9 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Many tests build the same tiny train step; a persistent cache compiles it once per run.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/mp3gan-test-jax-cache")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

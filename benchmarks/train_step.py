@@ -1,0 +1,69 @@
+"""Print the train step's speed: steps/s and audio-seconds/s, for a config.
+
+    python benchmarks/train_step.py --config configs/tiny.py
+    python benchmarks/train_step.py --config configs/base.py --steps 5
+
+Times the pmapped GAN step (discriminators on) over all local devices on synthetic
+batches of the config's shape, after compilation. Compare with the loader's
+examples/s from benchmarks/loader.py: the loader must keep up.
+"""
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mp3gan import train  # noqa: E402
+
+
+def load_config(path: str):
+    spec = importlib.util.spec_from_file_location("config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/tiny.py")
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args()
+    config = load_config(args.config)
+    n = jax.local_device_count()
+    per_device = max(config.train.batch_size // jax.device_count(), 1)
+    samples = config.data.crop_samples
+    rng = np.random.default_rng(0)
+    reference = (0.1 * rng.standard_normal((n, per_device, samples))).astype(np.float32)
+    batch = {"reference": reference, "degraded": 0.9 * reference}
+    state, statics = train.create_state(config)
+    step = train.pmapped_step(statics, adversarial=True)
+    p_state = train.replicate(state, n)
+    start = time.perf_counter()
+    p_state, metrics = step(p_state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        p_state, metrics = step(p_state, batch)
+    jax.block_until_ready(metrics)
+    rate = args.steps / (time.perf_counter() - start)
+    audio_rate = rate * n * per_device * samples / config.data.sample_rate
+    print(
+        f"config {args.config}: {n} x {jax.devices()[0].platform} device(s), "
+        f"batch {n * per_device} x {samples} samples"
+    )
+    print(f"compile + first step: {compile_s:.1f} s")
+    print(
+        f"steps/s: {rate:.3f}   audio-seconds/s: {audio_rate:.2f}   "
+        f"examples/s: {rate * n * per_device:.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()

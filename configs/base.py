@@ -1,0 +1,77 @@
+"""Base experiment: restore MP3 at 32-192 kbps (CBR and VBR) at 44.1 kHz.
+
+Run:
+    python launch/train.py --config configs/base.py --workdir workdir/base
+Override any field from the command line, e.g. ``--config.train.steps=1000``.
+With ``data.path`` empty it trains on the embedded default corpus (no download).
+"""
+
+import ml_collections
+
+from mp3gan import models
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0  # parameter init and data stream
+
+    c.data = ml_collections.ConfigDict()
+    c.data.path = ""  # folder of lossless files (recursive); "" = the embedded default corpus
+    c.data.sample_rate = 44100  # model rate; sources are resampled to it
+    c.data.crop_samples = 32768  # training crop (~0.74 s)
+    # One degradation is drawn per crop (spec strings, see mp3gan/degrade.py).
+    c.data.degradations = ("mp3:32", "mp3:48", "mp3:64", "mp3:96", "mp3:128", "mp3:192", "vbr:0.6")
+    c.data.encode_margin = 4096  # samples degraded each side of a crop, then cut away
+    c.data.gain_db = (-12.0, 6.0)  # random gain range (dB), capped below full scale
+    c.data.silence_db = -50.0  # crops quieter than this RMS (dBFS) are redrawn
+    c.data.both_channels = True  # a stereo crop fills two rows (L, R); False: one channel
+    c.data.validation_fraction = 0.05  # recordings held out for validation (by path hash)
+    c.data.test_fraction = 0.05  # recordings held out for the final test
+    c.data.workers = 2  # loader worker processes (0 = a thread in the trainer)
+    c.data.prefetch = 2  # batches buffered per worker
+    c.data.cache_dir = ""  # cache of whole-file decodes ("" = encode every crop)
+
+    c.model = ml_collections.ConfigDict()
+    # Generator kwargs (mp3gan/models/generator.py): a residual 1-D U-Net.
+    c.model.generator = ml_collections.ConfigDict(models.BASE_GENERATOR)
+    # Discriminator kwargs (mp3gan/models/discriminators.py): multi-period + multi-res STFT.
+    c.model.discriminator = ml_collections.ConfigDict(models.BASE_DISCRIMINATORS)
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.mel = 45.0  # L1 log-mel weight (HiFi-GAN's 45)
+    c.loss.mr_stft = 1.0  # multi-resolution STFT loss weight
+    c.loss.stft_fft_sizes = (512, 1024, 2048)  # resolutions of the MR-STFT loss
+    c.loss.coherence = 1.0  # (1 - coherence) weight; 0 disables the term
+    c.loss.coherence_min_hz = 4000.0  # coherence loss counts bins from here up
+    c.loss.adversarial = 1.0  # LSGAN generator loss weight
+    c.loss.feature = 2.0  # feature-matching weight (HiFi-GAN's 2)
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.g_lr = 2e-4  # generator peak learning rate
+    c.optim.d_lr = 2e-4  # discriminator peak learning rate
+    c.optim.b1 = 0.8  # Adam beta1 (HiFi-GAN)
+    c.optim.b2 = 0.99  # Adam beta2 (HiFi-GAN)
+    c.optim.weight_decay = 0.0  # AdamW decoupled weight decay
+    c.optim.clip_norm = 10.0  # global gradient-norm clip
+    c.optim.warmup_steps = 1000  # linear learning-rate warm-up
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 200_000  # total generator updates
+    c.train.batch_size = 16  # global batch (all devices of all processes)
+    c.train.recon_warmup_steps = 5000  # reconstruction-only steps before the GAN starts
+    c.train.log_every = 50  # steps between scalar logs
+    c.train.eval_every = 5000  # steps between held-out evaluations
+    c.train.checkpoint_every = 1000  # steps between checkpoints of the latest state
+    c.train.keep_checkpoints = 2  # latest checkpoints kept (the best is kept apart)
+    c.train.eval_clips = 8  # held-out clips per evaluation
+    c.train.eval_clip_seconds = 3.0  # length of each held-out clip
+    c.train.eval_degradations = ("mp3:64", "mp3:128")  # degradations scored at eval
+    c.train.best_metric = "lsd_high"  # model output metric that picks the best checkpoint
+    c.train.best_lower = True  # lower best_metric is better
+
+    c.wandb = ml_collections.ConfigDict()
+    c.wandb.mode = "offline"  # offline | online | disabled; offline needs no account
+    c.wandb.project = "mp3gan"  # wandb project
+    c.wandb.name = ""  # run name and id ("" = the workdir's name)
+    c.wandb.media_clips = 2  # clips logged as audio + figure at each eval
+    return c

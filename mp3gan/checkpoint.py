@@ -1,0 +1,172 @@
+"""Checkpoints with orbax: a training run's layout, resume, and the generator for inference.
+
+A training work directory holds two orbax managers:
+
+- ``checkpoints/latest``: the newest steps, for resuming;
+- ``checkpoints/best``: the best step by the config's ``train.best_metric``.
+
+Each step stores four items: ``generator`` (its parameters, all inference needs),
+``train`` (step counter, discriminator parameters, both optimiser states), ``loader``
+(the data loader's position, JSON) and ``config`` (the training config, JSON), so a
+model is always rebuilt with the exact config it was trained with.
+
+A standalone inference checkpoint (the shipped model) is a folder with
+``config.json`` and an orbax ``generator`` item.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from mp3gan.models import Generator
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mp3gan-base"
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict:
+    """A JSON-safe plain dict of a config (tuples become lists)."""
+    return json.loads(config.to_json_best_effort())
+
+
+def config_from_json(data: dict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(data)
+
+
+def build_generator(config: ml_collections.ConfigDict, seed: int = 0) -> Generator:
+    """The generator described by ``config.model.generator`` (kwargs of Generator)."""
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.generator.items()}
+    return Generator(**kwargs, rngs=nnx.Rngs(seed))
+
+
+def abstract_like(tree: Any) -> Any:
+    """Shape/dtype placeholders for orbax to restore into."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def managers(workdir: str | Path, keep: int = 2) -> tuple[ocp.CheckpointManager, ...]:
+    """The (latest, best) checkpoint managers of a training work directory."""
+    root = Path(workdir).resolve() / "checkpoints"
+    latest = ocp.CheckpointManager(
+        root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    )
+    best = ocp.CheckpointManager(
+        root / "best",
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1,
+            create=True,
+            best_fn=lambda metrics: metrics["score"],
+            best_mode="min",
+        ),
+    )
+    return latest, best
+
+
+def save_step(
+    manager: ocp.CheckpointManager,
+    step: int,
+    generator_params: nnx.State,
+    train: dict,
+    loader_state: dict,
+    config: ml_collections.ConfigDict,
+    metrics: dict | None = None,
+) -> None:
+    """Save one step (host arrays, not replicated) to ``manager`` asynchronously."""
+    manager.save(
+        step,
+        args=ocp.args.Composite(
+            generator=ocp.args.StandardSave(generator_params),
+            train=ocp.args.StandardSave(train),
+            loader=ocp.args.JsonSave(loader_state),
+            config=ocp.args.JsonSave(config_to_json(config)),
+        ),
+        metrics=metrics,
+    )
+
+
+def restore_step(
+    manager: ocp.CheckpointManager, generator_params: nnx.State, train: dict
+) -> tuple[int, nnx.State, dict, dict] | None:
+    """Restore the latest step into the given structures; None when there is none."""
+    step = manager.latest_step()
+    if step is None:
+        return None
+    restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+            generator=ocp.args.StandardRestore(abstract_like(generator_params)),
+            train=ocp.args.StandardRestore(abstract_like(train)),
+            loader=ocp.args.JsonRestore(),
+        ),
+    )
+    return step, restored.generator, restored.train, restored.loader
+
+
+def save_generator(
+    path: str | Path, generator: Generator, config: ml_collections.ConfigDict
+) -> None:
+    """Write a standalone inference checkpoint: ``config.json`` + orbax ``generator``."""
+    path = Path(path).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    params = jax.tree.map(np.asarray, nnx.state(generator, nnx.Param))
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(path / "generator", params, force=True)
+    (path / "config.json").write_text(json.dumps(config_to_json(config), indent=2) + "\n")
+
+
+def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
+    generator = build_generator(config)
+    graphdef, params = nnx.split(generator)
+    return nnx.merge(graphdef, restore_fn(abstract_like(params)))
+
+
+def load_generator(
+    path: str | Path | None = None,
+) -> tuple[Generator, ml_collections.ConfigDict]:
+    """Load a generator with its training config from a checkpoint.
+
+    ``path`` may be a standalone inference checkpoint, a training work directory (its
+    best step, else its latest), or one of its ``checkpoints/{best,latest}`` managers.
+    ``None`` means the shipped model, ``DEFAULT_CHECKPOINT``.
+    """
+    path = Path(DEFAULT_CHECKPOINT if path is None else path).resolve()
+    if not path.exists():
+        hint = (
+            "no shipped model exists yet; train one with "
+            "`python launch/train.py --config configs/base.py --workdir workdir/base` "
+            "and pass --checkpoint workdir/base"
+            if path == DEFAULT_CHECKPOINT
+            else "no such checkpoint"
+        )
+        raise FileNotFoundError(f"{path}: {hint}")
+    if (path / "config.json").is_file():
+        config = config_from_json(json.loads((path / "config.json").read_text()))
+        with ocp.StandardCheckpointer() as checkpointer:
+            generator = _restore_into(
+                config, lambda target: checkpointer.restore(path / "generator", target)
+            )
+        return generator, config
+    for candidate in (path / "checkpoints" / "best", path / "checkpoints" / "latest", path):
+        if not candidate.is_dir():
+            continue
+        manager = ocp.CheckpointManager(candidate)
+        step = manager.latest_step()
+        if step is None:
+            continue
+        config = config_from_json(
+            manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+        )
+
+        def restore(target, manager=manager, step=step):
+            args = ocp.args.Composite(generator=ocp.args.StandardRestore(target))
+            return manager.restore(step, args=args).generator
+
+        return _restore_into(config, restore), config
+    raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
