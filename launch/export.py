@@ -1,0 +1,48 @@
+"""Export a trained generator as a jax.export artifact: flags only, then library calls.
+
+    python launch/export.py --checkpoint workdir/base --out mp3gan.jaxexport
+
+The artifact is ``float32 [channels, samples] -> [channels, samples]`` at the model rate,
+with the parameters baked in; it runs with only jax and numpy installed (see
+docs/RESTORE.md for the loading snippet). ``OUT.json`` beside it records the rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="export.py",
+        description=__doc__.splitlines()[0],
+        epilog="example:\n  %(prog)s --checkpoint workdir/base --out mp3gan.jaxexport",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="training workdir or shipped model folder (default: the shipped "
+        "checkpoints/mp3gan-base); 'none' = untrained identity model",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="artifact to write")
+    args = p.parse_args(argv)
+
+    from mp3gan.restore import Restorer, export_to_file
+
+    try:
+        restorer = Restorer.from_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
+    path = export_to_file(restorer.generator, restorer.sample_rate, args.out)
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): float32 [channels, samples] "
+        f"at {restorer.sample_rate} Hz; metadata in {path.name}.json"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

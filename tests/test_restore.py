@@ -1,0 +1,229 @@
+"""The restore API: shapes/rates/channels, silence, chunking invariance, one compile,
+streaming resampling, file streaming and the FLAC safety limiter."""
+
+import copy
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+from flax import nnx
+
+from mp3gan import audio, restore
+from mp3gan.models.generator import Generator
+from mp3gan.restore import PeakLimiter, Restorer, StreamResampler
+
+# A small generator (receptive field ~±200 samples) so chunking shows on short clips.
+SMALL = dict(channels=4, down_factors=(2, 2), dilations=(1, 3), kernel_size=3, max_channels=8)
+
+
+def random_generator(seed: int = 1, size: dict = SMALL) -> Generator:
+    """The small generator with random weights (not the identity an untrained one is, which
+    would hide chunking errors). Built abstractly and filled with numpy draws: eager
+    initialisation compiles every op once and costs tens of seconds on 2 cores."""
+    abstract = nnx.eval_shape(lambda: Generator(**size, rngs=nnx.Rngs(0)))
+    graphdef, state = nnx.split(abstract)
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        fan_in = int(np.prod(leaf.shape[:-1])) or 1
+        noise = 0.3 / np.sqrt(fan_in) * rng.standard_normal(leaf.shape)
+        # Snake's alpha must stay away from 0 (it divides by it).
+        base = 1.0 if "alpha" in jax.tree_util.keystr(path) else 0.0
+        return (base + noise).astype(np.float32)
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(draw, state))
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return random_generator()
+
+
+@pytest.fixture(scope="module")
+def restorer(gen):
+    return Restorer(gen, 44100, chunk_length=1024, crossfade=64)
+
+
+@pytest.fixture(scope="module")
+def whole(gen):
+    """The generator (with the silence gate) on the whole clip at once: the reference.
+    One row per call, so the compiled shapes depend on the length only (tests reuse a
+    few lengths: each new one costs a compile)."""
+    fn = jax.jit(lambda x: restore._gated(gen, x))
+    return lambda x: np.concatenate([np.asarray(fn(row[None])) for row in np.float32(x)])
+
+
+def signal(channels: int, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (0.3 * rng.standard_normal((channels, n))).astype(np.float32)
+
+
+def test_generator_is_not_the_identity(restorer, whole):
+    x = signal(1, 4410)
+    assert np.abs(whole(x) - x).max() > 0.1
+    assert np.abs(restorer(x, 44100) - x).max() > 0.1
+
+
+@pytest.mark.parametrize("length", [4 * 1024, 10 * 552, 7919, 5 * 552 + 1024 + 1])
+def test_chunked_equals_whole(restorer, whole, length):
+    # 1024 = the chunk length, 552 = its hop: lengths they divide, one they do not, and
+    # one just past a regular chunk (the final chunk then overlaps it almost entirely).
+    x = signal(2, length, seed=length)
+    ref = whole(x)
+    y = restorer(x, 44100)
+    assert y.shape == x.shape
+    assert np.abs(y - ref).max() <= 1e-3
+    # No click at the joins: the error right at each crossfade is as small as anywhere.
+    joins = np.arange(restorer.hop, length, restorer.hop)
+    assert np.abs(y[:, joins] - ref[:, joins]).max(initial=0) <= 1e-4
+
+
+def test_chunk_size_does_not_change_the_result(gen, restorer):
+    x = signal(3, 9000, seed=3)
+    other = Restorer(gen, 44100, chunk_length=1500, crossfade=32)
+    assert other.chunk_length != restorer.chunk_length
+    assert np.abs(other(x, 44100) - restorer(x, 44100)).max() <= 1e-3
+
+
+def test_too_little_overlap_would_be_caught(restorer, whole):
+    # Same compiled shape, but chunks butt-joined with no context: the chunked result
+    # must then differ, which shows the equality test above can fail.
+    blind = copy.copy(restorer)
+    blind.margin = blind.crossfade = 0
+    blind.overlap = 0
+    blind.hop = blind.chunk_length - blind.overlap
+    x = signal(1, 7919, seed=5)
+    assert np.abs(blind(x, 44100) - whole(x)).max() > 1e-3
+
+
+def test_one_compile_for_many_files(restorer):
+    r = restorer  # shared with the other tests: still one compile after all of them
+    for i, (channels, n, sr) in enumerate(
+        [(1, 3000, 44100), (2, 777, 44100), (3, 5000, 44100), (2, 1, 44100), (1, 900, 8000)]
+    ):
+        r(signal(channels, n, seed=i), sr)
+    assert r.traces == 1
+    assert r._forward._cache_size() == 1
+
+
+@pytest.mark.parametrize("sr", [8000, 44100, 192000])
+@pytest.mark.parametrize("channels", [None, 1, 2, 3])
+def test_shape_rate_and_channels_preserved(restorer, whole, sr, channels):
+    n = sr // 10  # 4410 samples at the model rate whatever the input rate
+    x = signal(channels or 1, n, seed=sr)
+    x = x[0] if channels is None else x
+    y = restorer(x, sr)
+    assert y.shape == x.shape and y.dtype == np.float32
+    # Resampled to the model rate, restored, resampled back: as the whole-array path.
+    x2 = np.atleast_2d(x)
+    ref = audio.resample(whole(audio.resample(x2, sr, 44100)), 44100, sr)[:, :n]
+    assert np.abs(np.atleast_2d(y) - ref).max() <= 1e-3
+
+
+@pytest.mark.parametrize("sr", [8000, 44100, 192000])
+def test_silence_stays_silence(restorer, whole, sr):
+    silence = np.zeros((2, sr // 4), np.float32)
+    # Near-silence is not gated and shows the floor the (biased) network adds: without
+    # the gate silence would not stay silent, so the test can fail.
+    assert np.abs(whole(np.full((1, 4410), 1e-30, np.float32))).max() > 1e-3
+    assert np.abs(restorer(silence, sr)).max() == 0.0
+    # A silent gap inside music stays silent too (away from the gate's edges).
+    x = signal(1, 6000, seed=7)
+    x[:, 2000:4000] = 0
+    y = restorer(x, 44100)
+    assert np.abs(y[:, 2000 + restore.SILENCE_GATE : 4000 - restore.SILENCE_GATE]).max() == 0.0
+
+
+@pytest.mark.parametrize("sr", [8000, 44100, 192000])
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (2, 1)])
+def test_one_sample(restorer, sr, shape):
+    x = np.full(shape, 0.5, np.float32)
+    y = restorer(x, sr)
+    assert y.shape == x.shape and np.isfinite(y).all()
+
+
+def test_empty_and_bad_arrays(restorer):
+    assert restorer(np.zeros((2, 0), np.float32), 44100).shape == (2, 0)
+    with pytest.raises(audio.AudioError, match="NaN"):
+        restorer(np.array([0.0, np.nan], np.float32), 44100)
+    with pytest.raises(audio.AudioError, match="expected"):
+        restorer(np.zeros((1, 2, 3), np.float32), 44100)
+
+
+def test_restore_function_accepts_a_restorer(restorer):
+    x = signal(2, 3000)
+    assert np.array_equal(restore.restore(x, 44100, restorer), restorer(x, 44100))
+
+
+def test_chunk_too_short_is_refused(gen):
+    with pytest.raises(ValueError, match="too short"):
+        Restorer(gen, 44100, chunk_length=256)
+
+
+@pytest.mark.parametrize(
+    "sr_in,sr_out", [(8000, 44100), (192000, 44100), (44100, 8000), (48000, 44100)]
+)
+def test_stream_resampler_matches_resample(sr_in, sr_out):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 9000)).astype(np.float32)
+    r = StreamResampler(sr_in, sr_out, 2)
+    parts, i = [], 0
+    while i < x.shape[1]:
+        n = int(rng.integers(1, 2500))
+        parts.append(r.process(x[:, i : i + n]))
+        i += n
+    parts.append(r.flush())
+    y = np.concatenate(parts, axis=-1)
+    ref = audio.resample(x, sr_in, sr_out)
+    assert y.shape == ref.shape
+    assert np.abs(y - ref).max() < 1e-5
+
+
+def test_peak_limiter_streams_and_never_exceeds_the_ceiling():
+    rng = np.random.default_rng(0)
+    x = np.clip(0.1 * rng.standard_normal((2, 20000)), -0.5, 0.5).astype(np.float32)
+    x[0, 5000] = 2.0  # one over: gain must dip around it only
+    x[1, 12000:12100] = 1.4
+    lim = PeakLimiter(2, 220)
+    parts, i = [], 0
+    while i < x.shape[1]:
+        n = int(rng.integers(1, 3000))
+        parts.append(lim.process(x[:, i : i + n]))
+        i += n
+    parts.append(lim.flush())
+    y = np.concatenate(parts, axis=-1)
+    assert y.shape == x.shape
+    assert np.abs(y).max() <= restore.LIMITER_CEILING + 1e-6
+    assert 0 < lim.limited_samples < 2000
+    far = np.r_[0:4000, 6500:11000, 13500:20000]
+    assert np.array_equal(y[:, far], x[:, far])
+    quiet = PeakLimiter(1, 100)
+    q = np.full((1, 500), 0.5, np.float32)
+    assert np.array_equal(np.concatenate([quiet.process(q), quiet.flush()], -1), q)
+
+
+def test_file_path_equals_array_path(restorer, tmp_path, monkeypatch):
+    # Small read blocks: the file path then really streams through many blocks.
+    x = signal(2, 7000, seed=11)
+    src = tmp_path / "in.flac"
+    sf.write(src, x.T, 48000, subtype="PCM_24")
+    x_read, _ = audio.read_audio(src)
+    result = restore.restore_file(restorer, src, tmp_path / "out.wav", block=500)
+    y, sr = audio.read_audio(result.dst)
+    assert sr == 48000 and y.shape == x.shape
+    assert np.abs(y - restorer(x_read, 48000)).max() <= 1e-5
+    assert result.seconds == pytest.approx(7000 / 48000)
+
+
+def test_mp3_input_and_limited_flac_output(restorer, tmp_path):
+    x = np.clip(signal(2, 20000, seed=2) * 3, -1, 1)  # loud: restored peaks exceed 1
+    src = tmp_path / "loud.mp3"
+    src.write_bytes(audio.mp3_encode(x, 44100, 64))
+    decoded, _ = audio.read_audio(src)
+    assert np.abs(restorer(decoded, 44100)).max() > 1.0
+    result = restore.restore_file(restorer, src, tmp_path / "loud.flac")
+    y, sr = audio.read_audio(result.dst)
+    assert y.shape == decoded.shape and sr == 44100
+    assert np.abs(y).max() <= 1.0
+    assert result.limited_samples > 0 and result.limiter_db > 0

@@ -1,0 +1,204 @@
+"""launch/restore.py: outputs, folders, bad inputs, refusals, atomic writes, exit codes."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import pytest
+import soundfile as sf
+from test_restore import random_generator, signal
+
+from mp3gan import audio, restore
+from mp3gan.restore import Restorer
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = ROOT / "launch" / "restore.py"
+
+
+def load_cli():
+    spec = importlib.util.spec_from_file_location("restore_cli", CLI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def shared_restorer():
+    return Restorer(random_generator(), 44100, chunk_length=1024, crossfade=64)
+
+
+@pytest.fixture
+def cli(shared_restorer, monkeypatch):
+    """``main(argv) -> exit code`` in-process, with the small model instead of loading a
+    checkpoint (the subprocess test below covers real checkpoint loading)."""
+    seen = {}
+
+    def fake_from_checkpoint(path=None, chunk_seconds=None, **chunking):
+        seen["checkpoint"] = path
+        return shared_restorer
+
+    monkeypatch.setattr(Restorer, "from_checkpoint", staticmethod(fake_from_checkpoint))
+    main = load_cli().main
+    main.seen = seen
+    return main
+
+
+def wav(path: Path, channels: int = 2, n: int = 3000, sr: int = 44100, seed: int = 0) -> Path:
+    """A test file; WAV as float, other formats (by extension) as 16/24-bit PCM."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subtype = "FLOAT" if path.suffix == ".wav" else "PCM_16" if path.suffix == ".aiff" else None
+    sf.write(path, signal(channels, n, seed).T, sr, subtype=subtype)
+    return path
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.startswith(".") or p.suffix == ".part"]
+
+
+def test_default_output_name_and_content(cli, shared_restorer, tmp_path):
+    src = wav(tmp_path / "song.wav", sr=48000)
+    assert cli([str(src), "-q", "--checkpoint", "x"]) == 0
+    assert cli.seen["checkpoint"] == "x"
+    y, sr = audio.read_audio(tmp_path / "song.restored.wav")
+    x, _ = audio.read_audio(src)
+    assert sr == 48000 and y.shape == x.shape
+    assert np.abs(y - shared_restorer(x, 48000)).max() <= 1e-6
+
+
+def test_output_file_and_flac(cli, tmp_path):
+    src = tmp_path / "in.mp3"
+    src.write_bytes(audio.mp3_encode(signal(2, 8000), 44100, 96))
+    assert cli([str(src), "-o", str(tmp_path / "out.flac"), "-q"]) == 0
+    info = sf.info(tmp_path / "out.flac")
+    assert info.format == "FLAC" and info.subtype == "PCM_24" and info.channels == 2
+
+
+def test_folder_input_recursive(cli, tmp_path):
+    wav(tmp_path / "in" / "a.wav")
+    wav(tmp_path / "in" / "sub" / "b.aiff", channels=1, sr=22050)
+    wav(tmp_path / "in" / "sub" / "b.restored.wav")  # an earlier output: skipped
+    (tmp_path / "in" / "notes.txt").write_text("not audio")  # not an audio extension
+    assert cli([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-t", "flac", "-q"]) == 0
+    outputs = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.*"))
+    assert outputs == [Path("a.flac"), Path("sub/b.flac")]
+    assert sf.info(tmp_path / "out" / "sub" / "b.flac").samplerate == 22050
+    # Without -o, outputs land next to the inputs.
+    assert cli([str(tmp_path / "in"), "-q"]) == 0
+    assert (tmp_path / "in" / "sub" / "b.restored.wav").is_file()
+    assert not (tmp_path / "in" / "sub" / "b.restored.restored.wav").exists()
+
+
+def test_bad_inputs_one_line_each_and_others_still_run(cli, tmp_path, capsys):
+    good = wav(tmp_path / "good.wav")
+    mp3 = audio.mp3_encode(signal(2, 44100), 44100, 128)
+    bad = {
+        "empty.mp3": b"",
+        "truncated.mp3": mp3[: len(mp3) // 2],
+        "corrupt.mp3": b"ID3" + bytes(range(256)) * 20,
+        "text.wav": b"hello, not audio\n" * 100,
+    }
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+    nan = signal(1, 1000)
+    nan[0, 500] = np.nan
+    sf.write(tmp_path / "nan.wav", nan.T, 44100, subtype="FLOAT")
+    wav(tmp_path / "tenchannel.wav", channels=10, n=500)
+    names = [*bad, "nan.wav", "tenchannel.wav"]
+    # -t flac: FLAC holds at most 8 channels, so the 10-channel file is a layout error.
+    code = cli(
+        [str(good), *(str(tmp_path / n) for n in names), "-o", str(tmp_path / "out/")]
+        + ["-t", "flac", "-q"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    for name in names:
+        hits = [line for line in lines if name in line]
+        assert len(hits) == 1, (name, lines)
+    assert "NaN" in next(line for line in lines if "nan.wav" in line)
+    assert "truncated" in next(line for line in lines if "truncated.mp3" in line)
+    assert "at most 8" in next(line for line in lines if "tenchannel.wav" in line)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.flac"]
+    assert f"{len(names)} of {len(names) + 1} files failed" in err
+
+
+def test_output_equal_to_input_is_refused(cli, tmp_path, capsys):
+    src = wav(tmp_path / "song.wav")
+    before = src.read_bytes()
+    assert cli([str(src), "-o", str(src), "-q"]) == 1
+    assert "input" in capsys.readouterr().err
+    assert src.read_bytes() == before
+    # Also through a folder output that maps the file onto itself.
+    assert cli([str(src), "-o", str(tmp_path) + "/", "-q"]) == 1
+    assert src.read_bytes() == before
+
+
+def test_missing_file_and_unsupported_extension(cli, tmp_path, capsys):
+    src = wav(tmp_path / "song.wav")
+    assert cli([str(tmp_path / "nope.mp3"), "-q"]) == 1
+    assert cli([str(src), "-o", str(tmp_path / "x.mp3"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "nope.mp3: no such file" in err and "x.mp3: unsupported output extension" in err
+
+
+@pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
+def test_error_mid_write_leaves_no_file(cli, tmp_path, monkeypatch, exc):
+    src = wav(tmp_path / "long.wav", n=20000)
+    monkeypatch.setattr(restore, "READ_BLOCK", 1000)  # many blocks, many writes
+    real_write = restore._AtomicWriter.write
+    calls = []
+
+    def failing_write(self, block):
+        calls.append(block.shape)
+        if len(calls) == 3:
+            raise exc
+        real_write(self, block)
+
+    monkeypatch.setattr(restore._AtomicWriter, "write", failing_write)
+    code = cli([str(src), "-q"])
+    assert code == (130 if isinstance(exc, KeyboardInterrupt) else 1)
+    assert len(calls) == 3  # it did die mid-way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav"]
+    assert leftovers(tmp_path) == []
+
+
+def test_help_reads_like_a_cli():
+    proc = subprocess.run([sys.executable, str(CLI), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: restore.py [options] INPUT... [-o OUT]")
+    assert "examples:" in proc.stdout and "--checkpoint" in proc.stdout
+
+
+# The fewest distinct layers: the subprocess initialises the model eagerly before
+# restoring its weights, and every new op shape costs a compile there.
+MICRO = dict(channels=2, down_factors=(2,), dilations=(1,), kernel_size=3, max_channels=2)
+
+
+def test_subprocess_with_a_real_checkpoint(tmp_path):
+    from mp3gan.checkpoint import save_generator
+
+    chunking = {"chunk_length": 2048, "crossfade": 64}
+    config = ml_collections.ConfigDict(
+        {"data": {"sample_rate": 44100}, "model": {"generator": MICRO}, "restore": chunking}
+    )
+    save_generator(tmp_path / "ckpt", random_generator(size=MICRO), config)
+    good = wav(tmp_path / "good.wav")
+    (tmp_path / "bad.mp3").write_bytes(b"\x00" * 4000)
+    proc = subprocess.run(
+        [sys.executable, str(CLI), str(good), str(tmp_path / "bad.mp3")]
+        + ["--checkpoint", str(tmp_path / "ckpt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "error" in line and "bad.mp3" in line]
+    y, _ = audio.read_audio(tmp_path / "good.restored.wav")
+    x, _ = audio.read_audio(good)
+    expected = Restorer(random_generator(size=MICRO), 44100, **chunking)(x, 44100)
+    assert np.abs(y - expected).max() <= 1e-5
