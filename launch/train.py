@@ -9,7 +9,7 @@ Rerunning the same command resumes from the work directory's latest checkpoint.
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 # Config files import each other as `configs.*`; make the repo root importable.
@@ -22,6 +22,8 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from mp3gan import train
 
     config = _CONFIG.value

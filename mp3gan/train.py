@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from flax import nnx
 from tqdm import tqdm
 
@@ -253,7 +252,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         step, g_params, train, loader_state = restored
         state = _join_train(g_params, train)
         loader.set_state(loader_state)
-        logging.info("resumed from %s at step %d", latest.directory, step)
+        tqdm.write(f"resumed from {latest.directory} at step {step}")
     start = int(state.step)
     clips = data_loader.validation_clips(
         config.data,
