@@ -108,6 +108,10 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file owner-only; give the output the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         sf.write(tmp, audio.T, int(sample_rate), format=fmt[0], subtype=fmt[1])
         os.replace(tmp, path)

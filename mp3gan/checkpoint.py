@@ -122,8 +122,8 @@ def save_generator(
 
 
 def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
-    generator = build_generator(config)
-    graphdef, params = nnx.split(generator)
+    # eval_shape: only shapes, no random init (which costs tens of seconds on a CPU).
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: build_generator(config)))
     return nnx.merge(graphdef, restore_fn(abstract_like(params)))
 
 
