@@ -1,26 +1,17 @@
 """Evaluation: exact zero for identity, honest CIs, one table built from the JSON."""
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from conftest import clicks_and_noise, load_cli
 from scipy import stats
 
 from mp3gan import audio, baselines, evaluate
 
 SR = 44100
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_cli(name: str):
-    spec = importlib.util.spec_from_file_location(f"launch_{name}", ROOT / "launch" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

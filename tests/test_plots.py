@@ -1,24 +1,13 @@
 """Pictures: the restoration figure and the analyze command's PNG."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-from conftest import burst_after_silence, clicks_and_noise
+from conftest import burst_after_silence, clicks_and_noise, load_cli
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
 from mp3gan import audio, plots
 
 SR = 44100
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_cli(name: str):
-    spec = importlib.util.spec_from_file_location(f"launch_{name}", ROOT / "launch" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_strongest_onset_is_the_burst():
