@@ -62,6 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.log_every = 50  # steps between scalar logs
     c.train.eval_every = 5000  # steps between held-out evaluations
     c.train.checkpoint_every = 1000  # steps between checkpoints of the latest state
+    c.train.checkpoint_minutes = 10.0  # also save when this long has passed since the last
     c.train.keep_checkpoints = 2  # latest checkpoints kept (the best is kept apart)
     c.train.eval_clips = 8  # held-out clips per evaluation
     c.train.eval_clip_seconds = 3.0  # length of each held-out clip

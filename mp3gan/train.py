@@ -264,6 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     steps = {False: pmapped_step(statics, False), True: pmapped_step(statics, True)}
     p_state = replicate(state, n_local)
     last_saved = start if restored is not None else None
+    last_save_time = time.monotonic()
     bar = tqdm(total=config.train.steps, initial=start, desc="train", dynamic_ncols=True)
     tic, tic_step = time.perf_counter(), start
     pending = None  # the previous step's metrics: read one step late so devices stay busy
@@ -291,7 +292,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             tic, tic_step = time.perf_counter(), done
         bar.update(1)
         is_eval = done % config.train.eval_every == 0 or done == config.train.steps
-        if is_eval or done % config.train.checkpoint_every == 0:
+        # Also by wall time, so a slow machine (a CPU) still saves within minutes.
+        overdue = time.monotonic() - last_save_time > 60 * config.train.checkpoint_minutes
+        if is_eval or overdue or done % config.train.checkpoint_every == 0:
             host = unreplicate(p_state)
             g_params, train = _split_train(host)
             summary = None
@@ -306,7 +309,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 checkpoint.save_step(
                     best, done, g_params, train, loader.get_state(), config, metrics_for_best
                 )
-            last_saved = done
+            last_saved, last_save_time = done, time.monotonic()
     bar.close()
     latest.wait_until_finished()
     best.wait_until_finished()
