@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="restore.py",
         usage="%(prog)s [options] INPUT... [-o OUT]",
-        description="Restore low-bitrate MP3 audio (pre-echo, smeared transients, lost "
-        "high band) with the mp3gan generator. INPUT: audio files (MP3, WAV, FLAC, "
-        "AIFF, OGG) or folders (searched recursively; *.restored.* files are skipped).",
+        description="Restore low-bitrate MP3 audio (pre-echo, smeared transients, lost high\n"
+        "band) with the mp3gan generator. INPUT: audio files (MP3, WAV, FLAC, AIFF, OGG)\n"
+        "or folders (searched recursively; *.restored.* files are skipped).",
         epilog=USAGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -505,7 +505,9 @@ def export_to_file(generator: nnx.Module, sample_rate: int, path: str | Path) ->
         "platforms": list(EXPORT_PLATFORMS),
     }
     _atomic_write_bytes(path, blob)
-    _atomic_write_bytes(path.with_name(path.name + ".json"), json.dumps(meta, indent=2).encode())
+    _atomic_write_bytes(
+        path.with_name(path.name + ".json"), (json.dumps(meta, indent=2) + "\n").encode()
+    )
     return path
 
 
