@@ -303,14 +303,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     done, predict_fn(statics.g_graphdef, host.g_params), clips
                 )
             checkpoint.save_step(latest, done, g_params, train, loader.get_state(), config)
-            if summary is not None:
-                score = summary[config.train.best_metric]
+            # The best metric can be undefined on every clip (e.g. no high band).
+            score = None if summary is None else summary.get(config.train.best_metric)
+            if score is not None:
                 metrics_for_best = {"score": score if config.train.best_lower else -score}
                 checkpoint.save_step(
                     best, done, g_params, train, loader.get_state(), config, metrics_for_best
                 )
             last_saved, last_save_time = done, time.monotonic()
     bar.close()
+    loader.close()
     latest.wait_until_finished()
     best.wait_until_finished()
     latest.close()
