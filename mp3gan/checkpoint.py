@@ -54,8 +54,17 @@ def abstract_like(tree: Any) -> Any:
 def managers(workdir: str | Path, keep: int = 2) -> tuple[ocp.CheckpointManager, ...]:
     """The (latest, best) checkpoint managers of a training work directory."""
     root = Path(workdir).resolve() / "checkpoints"
+
+    def barriers(name: str) -> ocp.options.MultiprocessingOptions:
+        # Both managers can save the same step at once; in a multi-process run their
+        # cross-process barriers are named by step, so they need distinct prefixes.
+        return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=name)
+
     latest = ocp.CheckpointManager(
-        root / "latest", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        root / "latest",
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, multiprocessing_options=barriers("latest")
+        ),
     )
     best = ocp.CheckpointManager(
         root / "best",
@@ -64,6 +73,7 @@ def managers(workdir: str | Path, keep: int = 2) -> tuple[ocp.CheckpointManager,
             create=True,
             best_fn=lambda metrics: metrics["score"],
             best_mode="min",
+            multiprocessing_options=barriers("best"),
         ),
     )
     return latest, best

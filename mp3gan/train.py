@@ -4,6 +4,11 @@
 ``lax.pmean`` over ``AXIS``, so the same function runs under ``jax.pmap`` today and
 under ``jax.shard_map`` later by changing one line (``pmapped_step``).
 
+In a multi-process job (``mp3gan.distributed``) every process runs this same loop on its
+local devices and its own shard of the data; ``pmean`` spans all processes, so the
+parameters stay identical everywhere. Process 0 logs and evaluates; saves are collective
+(orbax), so whether to save is agreed across processes before each one.
+
 One step (HiFi-GAN order): the generator restores the MP3 batch; once the
 reconstruction-only warm-up is over, the discriminators take a step on (reference,
 restoration); then the generator takes a step on reconstruction losses (mel,
@@ -31,7 +36,7 @@ import optax
 from flax import nnx
 from tqdm import tqdm
 
-from mp3gan import checkpoint, losses
+from mp3gan import checkpoint, distributed, losses
 from mp3gan.data import loader as data_loader
 from mp3gan.models import Discriminators
 
@@ -187,11 +192,18 @@ def replicate(tree: Any, n: int, devices=None) -> Any:
 
 
 def unreplicate(tree: Any) -> Any:
-    """Device 0's copy, on the host."""
-    return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+    """This process's first device's copy, on the host (no device computation)."""
+
+    def first(x):
+        if isinstance(x, jax.Array):  # pmap output: read one local shard, [1, ...]
+            return np.asarray(x.addressable_data(0))[0]
+        return np.asarray(x[0])
+
+    return jax.tree.map(first, tree)
 
 
-def _split_train(state: TrainState) -> tuple[nnx.State, dict]:
+def checkpoint_items(state: TrainState) -> tuple[nnx.State, dict]:
+    """A host state as the checkpoint's ``generator`` and ``train`` items."""
     return state.g_params, {
         "step": state.step,
         "d_params": state.d_params,
@@ -200,7 +212,8 @@ def _split_train(state: TrainState) -> tuple[nnx.State, dict]:
     }
 
 
-def _join_train(g_params, train: dict) -> TrainState:
+def state_from_checkpoint(g_params, train: dict) -> TrainState:
+    """The inverse of :func:`checkpoint_items`."""
     return TrainState(
         jnp.asarray(train["step"]), g_params, train["d_params"], train["g_opt"], train["d_opt"]
     )
@@ -234,38 +247,65 @@ def _check_finite(step: int, metrics: dict, last_saved: int | None) -> None:
         raise FloatingPointError(f"non-finite loss at step {step}: {bad} ({saved})")
 
 
+def _announce(config, workdir: Path, per_device: int) -> None:
+    if jax.process_count() > 1:
+        tqdm.write(
+            f"{jax.process_count()} processes, {jax.device_count()} devices "
+            f"({jax.local_device_count()} here); global batch {config.train.batch_size} = "
+            f"{per_device} per device; work directory {workdir}"
+        )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
-    """Train (or resume) in ``workdir``; returns the final state on the host."""
+    """Train (or resume) in ``workdir``; returns the final state on the host.
+
+    In a multi-process job every process calls this with the same config and work
+    directory (on a filesystem they all share).
+    """
     from mp3gan import logger  # wandb and media; imported here to keep the step light
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main()
+    distributed.assert_same(config.to_json_best_effort(sort_keys=True), "config")
+    distributed.assert_same(str(workdir), "work directory")
     n_local = jax.local_device_count()
     per_device = _global_batch_split(config)
+    if main:
+        _announce(config, workdir, per_device)
     state, statics = create_state(config)
     latest, best = checkpoint.managers(workdir, keep=config.train.keep_checkpoints)
+    distributed.assert_same(
+        str(latest.latest_step()),
+        "latest checkpoint step (the work directory must be one all processes share)",
+    )
     loader = data_loader.make_train_loader(
         config.data, num_devices=n_local, per_device_batch=per_device, seed=config.seed
     )
-    restored = checkpoint.restore_step(latest, *_split_train(state))
+    restored = checkpoint.restore_step(latest, *checkpoint_items(state))
     if restored is not None:
         step, g_params, train, loader_state = restored
-        state = _join_train(g_params, train)
+        state = state_from_checkpoint(g_params, train)
         loader.set_state(loader_state)
-        tqdm.write(f"resumed from {latest.directory} at step {step}")
+        if main:
+            tqdm.write(f"resumed from {latest.directory} at step {step}")
     start = int(state.step)
-    clips = data_loader.validation_clips(
-        config.data,
-        n_clips=config.train.eval_clips,
-        clip_samples=int(config.train.eval_clip_seconds * config.data.sample_rate),
-        degradations=config.train.eval_degradations,
-    )
-    run = logger.Logger(config, workdir, is_main=jax.process_index() == 0)
+    clips = []  # only process 0 evaluates
+    if main:
+        clips = data_loader.validation_clips(
+            config.data,
+            n_clips=config.train.eval_clips,
+            clip_samples=int(config.train.eval_clip_seconds * config.data.sample_rate),
+            degradations=config.train.eval_degradations,
+        )
+    run = logger.Logger(config, workdir, is_main=main)
     steps = {False: pmapped_step(statics, False), True: pmapped_step(statics, True)}
     p_state = replicate(state, n_local)
     last_saved = start if restored is not None else None
     last_save_time = time.monotonic()
-    bar = tqdm(total=config.train.steps, initial=start, desc="train", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.train.steps, initial=start, desc="train", dynamic_ncols=True, disable=not main
+    )
     tic, tic_step = time.perf_counter(), start
     pending = None  # the previous step's metrics: read one step late so devices stay busy
     for step in range(start, config.train.steps):
@@ -276,7 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             _check_finite(step, pending, last_saved)
         pending = unreplicate(metrics)
         done = step + 1
-        if done % config.train.log_every == 0 or done == config.train.steps:
+        is_log = done % config.train.log_every == 0 or done == config.train.steps
+        if is_log:
             _check_finite(done, pending, last_saved)
             rate = (done - tic_step) / (time.perf_counter() - tic)
             samples = config.train.batch_size * config.data.crop_samples
@@ -292,19 +333,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             tic, tic_step = time.perf_counter(), done
         bar.update(1)
         is_eval = done % config.train.eval_every == 0 or done == config.train.steps
-        # Also by wall time, so a slow machine (a CPU) still saves within minutes.
-        overdue = time.monotonic() - last_save_time > 60 * config.train.checkpoint_minutes
+        # Also by wall time, so a slow machine (a CPU) still saves within minutes. The
+        # clocks of several processes disagree, and a save is collective: process 0
+        # decides, at log steps only (agreeing costs a device round trip).
+        overdue = False
+        if jax.process_count() == 1 or is_log:
+            late = time.monotonic() - last_save_time > 60 * config.train.checkpoint_minutes
+            overdue = bool(distributed.agree(late))
         if is_eval or overdue or done % config.train.checkpoint_every == 0:
             host = unreplicate(p_state)
-            g_params, train = _split_train(host)
+            g_params, train = checkpoint_items(host)
             summary = None
-            if is_eval:
+            if is_eval and main:
                 summary = run.log_evaluation(
                     done, predict_fn(statics.g_graphdef, host.g_params), clips
                 )
             checkpoint.save_step(latest, done, g_params, train, loader.get_state(), config)
             # The best metric can be undefined on every clip (e.g. no high band).
             score = None if summary is None else summary.get(config.train.best_metric)
+            if is_eval:
+                score = distributed.agree(score)
             if score is not None:
                 metrics_for_best = {"score": score if config.train.best_lower else -score}
                 checkpoint.save_step(

@@ -231,13 +231,17 @@ class TrainLoader:
         return (m.num_devices, m.per_device_batch, m.pairs.settings.crop_samples)
 
     def get_state(self) -> dict[str, Any]:
-        """The stream position as a small JSON-serialisable dict (ints and strings)."""
+        """The stream position as a small JSON-serialisable dict (ints and strings).
+
+        It is the same on every process of a multi-process run (processes step in
+        lockstep, and the file fingerprint covers the whole training split, from which
+        each process's shard follows), so one saved copy resumes them all.
+        """
         m = self._maker
         return {
             "format": STATE_FORMAT,
             "next_batch": self._next_batch,
             "seed": m.seed,
-            "process_index": m.process_index,
             "process_count": self._process_count,
             "batch_shape": list(self.batch_shape),
             "files": self._fingerprint,
@@ -336,7 +340,7 @@ def make_train_loader(
         maker,
         workers=int(_field(data_config, "workers")),
         prefetch=int(_field(data_config, "prefetch")),
-        files_fingerprint=_fingerprint(shard),
+        files_fingerprint=_fingerprint(train),
         process_count=process_count,
     )
 

@@ -1,0 +1,199 @@
+"""Multi-process (multi-host) training: joining a ``jax.distributed`` job, and agreeing.
+
+JAX runs one Python process per host (or per GPU, as SLURM launches it); each process
+feeds its local devices from its own shard of the data, and the train step's ``pmean``
+spans every device of every process. This module is the one home for:
+
+- :func:`initialize`: join the job when the program was launched as one (SLURM, Open MPI,
+  a Cloud TPU VM, or an explicit coordinator address / process count / process id from
+  flags or ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``);
+- :func:`agree`: process 0's value on every process. Anything that decides whether a
+  collective runs (a checkpoint save by wall time, a best-model save after an evaluation
+  that only process 0 runs) must be decided once and shared, or the processes wait on
+  each other forever;
+- :func:`assert_same`: fail early, with a readable message, when processes were started
+  with different configs or work directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODES = ("auto", "on", "off")
+ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself as well
+ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "JAX_PROCESS_ID"
+_GOOGLE_PCI_VENDOR = "0x1ae0"  # Cloud TPU chips show up as PCI devices of this vendor
+
+
+class DistributedError(RuntimeError):
+    """A multi-process job cannot be joined as asked (the message says why and what to do)."""
+
+
+def _count(environ: Mapping[str, str], name: str) -> int:
+    try:
+        return int(environ.get(name, "1"))
+    except ValueError:
+        return 1
+
+
+def _on_cloud_tpu_vm() -> bool:
+    if importlib.util.find_spec("libtpu") is None:
+        return False
+    vendors = Path("/sys/bus/pci/devices").glob("*/vendor")
+    return any(p.read_text().strip() == _GOOGLE_PCI_VENDOR for p in vendors if p.is_file())
+
+
+def detect_launcher(environ: Mapping[str, str] | None = None) -> str | None:
+    """The multi-process launcher this process runs under, or None for a lone process.
+
+    ``"explicit"``: a coordinator address in the environment; ``"slurm"``: an ``srun``
+    step with more than one task; ``"openmpi"``: ``mpirun`` with more than one rank;
+    ``"tpu"``: a Cloud TPU VM (JAX reads the pod's layout from the VM's metadata).
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ENV_COORDINATOR):
+        return "explicit"
+    # The variables JAX's own SLURM detection reads (SLURM_STEP_NODELIST: inside srun).
+    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_PROCID", "SLURM_LOCALID")
+    if all(k in env for k in slurm) and _count(env, "SLURM_NTASKS") > 1:
+        return "slurm"
+    if "OMPI_MCA_orte_hnp_uri" in env and _count(env, "OMPI_COMM_WORLD_SIZE") > 1:
+        return "openmpi"
+    if environ is None and _on_cloud_tpu_vm():
+        return "tpu"
+    return None
+
+
+def _int_or_none(value, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise DistributedError(f"{name} must be an integer, got {value!r}") from None
+
+
+def initialize(
+    mode: str = "auto",
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> bool:
+    """Join a multi-process job when launched as one; returns whether it did.
+
+    ``mode``: ``"auto"`` joins when :func:`detect_launcher` finds a launcher or any of
+    the three arguments is given; ``"on"`` always joins (JAX detects what is not given:
+    SLURM, Open MPI, Cloud TPU, Kubernetes); ``"off"`` never does. The arguments
+    default to ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``.
+    Must run before anything touches a JAX device.
+    """
+    if mode not in MODES:
+        raise DistributedError(f"distributed mode must be one of {MODES}, got {mode!r}")
+    if mode == "off":
+        return False
+    if jax.distributed.is_initialized():
+        return True  # the caller's program joined already
+    env = os.environ if environ is None else environ
+    coordinator_address = coordinator_address or env.get(ENV_COORDINATOR) or None
+    num_processes = _int_or_none(
+        num_processes if num_processes is not None else env.get(ENV_NUM_PROCESSES),
+        "num_processes",
+    )
+    process_id = _int_or_none(
+        process_id if process_id is not None else env.get(ENV_PROCESS_ID), "process_id"
+    )
+    explicit = {
+        "coordinator_address": coordinator_address,
+        "num_processes": num_processes,
+        "process_id": process_id,
+    }
+    launcher = detect_launcher(environ)
+    managed = launcher not in (None, "explicit")  # the launcher tells JAX the layout
+    given = any(v is not None for v in explicit.values())
+    if mode == "auto" and not managed and not given:
+        return False
+    missing = [name for name, value in explicit.items() if value is None]
+    if mode == "auto" and not managed and missing:
+        raise DistributedError(
+            "a multi-process job needs a coordinator address, a process count and a "
+            f"process id; missing {', '.join(missing)} (flags --{' --'.join(missing)}, "
+            f"or {ENV_COORDINATOR} / {ENV_NUM_PROCESSES} / {ENV_PROCESS_ID})"
+        )
+    if num_processes is not None and process_id is not None:
+        if not 0 <= process_id < num_processes:
+            raise DistributedError(f"process_id {process_id} not in [0, {num_processes})")
+    # CPU processes reduce over gloo (the default in recent JAX; older ones had none).
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in env:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    except RuntimeError as e:
+        if "must be called before" in str(e):
+            raise DistributedError(
+                "jax.distributed.initialize must run first thing in the program, before "
+                f"any JAX computation ({e})"
+            ) from None
+        raise
+    except ValueError as e:  # JAX found no launcher to fill in what was not given
+        raise DistributedError(
+            f"cannot join a multi-process job: {e}; pass --coordinator_address, "
+            "--num_processes and --process_id"
+        ) from None
+    log.info(
+        "joined a %d-process job as process %d (%s): %d local of %d devices",
+        jax.process_count(),
+        jax.process_index(),
+        launcher or "explicit",
+        jax.local_device_count(),
+        jax.device_count(),
+    )
+    return True
+
+
+def is_main() -> bool:
+    """Whether this is process 0, the one that logs and evaluates."""
+    return jax.process_index() == 0
+
+
+def agree(value: float | bool | None) -> float | None:
+    """Process 0's value on every process; ``None`` stays ``None``.
+
+    The identity in a single process (no device work). Travels as float32, which holds
+    booleans and step numbers below 2**24 exactly.
+    """
+    if jax.process_count() == 1:
+        return None if value is None else float(value)
+    from jax.experimental import multihost_utils
+
+    x = np.float32(np.nan if value is None else float(value))
+    out = float(multihost_utils.broadcast_one_to_all(x))
+    return None if math.isnan(out) else out
+
+
+def assert_same(text: str, what: str) -> None:
+    """Raise on every process unless all hold the same ``text`` (a no-op for one process)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:16], np.int32)
+    gathered = np.asarray(multihost_utils.process_allgather(digest))
+    differs = [i for i in range(len(gathered)) if not np.array_equal(gathered[i], gathered[0])]
+    if differs:
+        raise DistributedError(
+            f"processes {differs} run with a different {what} than process 0; start every "
+            "process with the same command"
+        )

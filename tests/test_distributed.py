@@ -1,0 +1,228 @@
+"""Tests for mp3gan.distributed: launcher detection, and a real 2-process training job.
+
+The job: 2 local processes x 2 fake CPU devices each (gloo collectives) train the tiny
+config through launch/train.py. Both must end with identical parameters, equal (within
+float tolerance) to 1 process x 4 devices fed the same global batches; a second launch
+must resume from the step the first one saved.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from configs import tiny
+from mp3gan import distributed, train
+from mp3gan.data import loader as data_loader
+
+WORKER = ROOT / "tests" / "distributed_worker.py"
+JOB_TIMEOUT_S = 480  # compiling the tiny step twice per process, on a loaded 2-core CI
+SLURM = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_PROCID": "0"}
+
+
+def test_detect_launcher_reads_the_environment():
+    assert distributed.detect_launcher({}) is None
+    slurm_step = {**SLURM, "SLURM_LOCALID": "0"}
+    assert distributed.detect_launcher({**slurm_step, "SLURM_NTASKS": "4"}) == "slurm"
+    # One task keeps all local devices in one process: no job to join.
+    assert distributed.detect_launcher({**slurm_step, "SLURM_NTASKS": "1"}) is None
+    # The batch script itself (outside srun) has no step node list.
+    assert distributed.detect_launcher({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}) is None
+    mpi = {"OMPI_MCA_orte_hnp_uri": "1.2.3.4:5", "OMPI_COMM_WORLD_SIZE": "2"}
+    assert distributed.detect_launcher(mpi) == "openmpi"
+    assert distributed.detect_launcher({"JAX_COORDINATOR_ADDRESS": "h:1"}) == "explicit"
+
+
+def test_initialize_joins_only_when_launched_as_a_job():
+    assert distributed.initialize("auto", environ={}) is False
+    assert distributed.initialize("off", "h:1", 2, 0, environ={}) is False
+    with pytest.raises(distributed.DistributedError, match="missing num_processes, process_id"):
+        distributed.initialize("auto", "host:1234", environ={})
+    env = {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}
+    with pytest.raises(distributed.DistributedError, match="missing coordinator_address"):
+        distributed.initialize("auto", environ=env)
+    with pytest.raises(distributed.DistributedError, match=r"process_id 2 not in \[0, 2\)"):
+        distributed.initialize("auto", "h:1", 2, 2, environ={})
+    with pytest.raises(distributed.DistributedError, match="integer"):
+        distributed.initialize("auto", environ={"JAX_NUM_PROCESSES": "two"})
+    with pytest.raises(distributed.DistributedError, match="mode must be one of"):
+        distributed.initialize("yes", environ={})
+    jax.devices()  # the backend is up: joining now is too late, and must say so
+    with pytest.raises(distributed.DistributedError, match="first thing in the program"):
+        distributed.initialize("auto", "localhost:1", 2, 0, environ={})
+
+
+def test_single_process_agreement_is_the_identity():
+    assert distributed.agree(None) is None
+    assert distributed.agree(True) == 1.0
+    assert distributed.agree(2.5) == 2.5
+    distributed.assert_same("anything", "config")  # one process always agrees
+
+
+def test_cli_rejects_an_incomplete_job_description():
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "train.py"),
+            f"--config={ROOT / 'configs' / 'tiny.py'}",
+            "--coordinator_address=localhost:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "missing num_processes, process_id" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# --- the 2-process job ----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _launch_job(tmp_path, workdir, overrides: dict, tag: str) -> tuple[str, list[list]]:
+    """Run the 2-process job; returns process 0's output and each process's leaves."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+        "WANDB_MODE": "disabled",
+    }
+    port = _free_port()
+    procs, logs = [], []
+    for i in range(2):
+        cmd = [
+            sys.executable,
+            str(WORKER),
+            f"--config={ROOT / 'configs' / 'tiny.py'}",
+            *[f"--config.{k}={v}" for k, v in overrides.items()],
+            f"--workdir={workdir}",
+            f"--coordinator_address=localhost:{port}",
+            "--num_processes=2",
+            f"--process_id={i}",
+            f"--out={tmp_path / f'{tag}-{i}.npz'}",
+        ]
+        logs.append(tmp_path / f"{tag}-{i}.log")
+        # Files, not pipes: a full pipe would stall one process and so both.
+        with open(logs[-1], "w") as log:
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    try:
+        for proc in procs:
+            proc.wait(timeout=JOB_TIMEOUT_S)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for i, proc in enumerate(procs):
+        assert proc.returncode == 0, f"process {i}:\n{logs[i].read_text()[-5000:]}"
+    leaves = []
+    for i in range(2):
+        with np.load(tmp_path / f"{tag}-{i}.npz") as saved:
+            leaves.append([saved[f"arr_{k}"] for k in range(len(saved.files))])
+    return logs[0].read_text(), leaves
+
+
+class _GlobalBatches:
+    """The 2-process job's batches as one process with 4 devices sees them: process 0's
+    two devices come first in the global device order, then process 1's."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batches = [next(part) for part in self.parts]
+        return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+    def get_state(self):
+        return self.parts[0].get_state()  # the same on every process
+
+    def set_state(self, state):
+        for part in self.parts:
+            part.set_state(state)
+
+    def close(self):
+        for part in self.parts:
+            part.close()
+
+
+def _assert_same_training(job_leaves, reference_state, initial_state):
+    """Both processes hold the very same state, and it matches the 4-device reference.
+
+    Parameters within 1e-3 relative / 1e-5 absolute (a few GAN steps amplify the
+    different summation order of the cross-process reduction); optimiser moments within
+    1% of each leaf's largest value (the moments of small gradients are mostly noise).
+    """
+    for a, b in zip(job_leaves[0], job_leaves[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+    reference = jax.tree_util.tree_flatten_with_path(reference_state)[0]
+    initial = jax.tree.leaves(initial_state)
+    moved = False
+    for (path, expected), actual, start in zip(reference, job_leaves[0], initial, strict=True):
+        expected, name = np.asarray(expected), jax.tree_util.keystr(path)
+        assert np.all(np.isfinite(actual)), name  # allclose calls NaN == NaN
+        if name.startswith((".g_params", ".d_params")):
+            np.testing.assert_allclose(actual, expected, rtol=1e-3, atol=1e-5, err_msg=name)
+            moved = moved or not np.allclose(actual, start, rtol=1e-3, atol=1e-5)
+        elif expected.size:
+            atol = 1e-2 * float(np.abs(expected).max()) + 1e-12
+            np.testing.assert_allclose(actual, expected, rtol=0, atol=atol, err_msg=name)
+    assert moved, "training left the parameters where they started: nothing was compared"
+
+
+def test_two_processes_train_like_one_with_all_devices_and_resume(tmp_path, monkeypatch):
+    assert jax.local_device_count() == 4
+    # Warm-up steps 1-2, then the GAN: both step variants run in the job.
+    overrides = {"train.recon_warmup_steps": 2, "train.log_every": 1}
+    job = tmp_path / "job"
+    out4, job4 = _launch_job(tmp_path, job, {**overrides, "train.steps": 4}, "first")
+    out8, job8 = _launch_job(tmp_path, job, {**overrides, "train.steps": 8}, "resumed")
+
+    real_loader = data_loader.make_train_loader
+
+    def two_process_stream(data_config, *, num_devices, per_device_batch, seed, **_):
+        assert num_devices == 4
+        parts = [
+            real_loader(
+                data_config,
+                num_devices=2,
+                per_device_batch=per_device_batch,
+                seed=seed,
+                process_index=i,
+                process_count=2,
+            )
+            for i in range(2)
+        ]
+        return _GlobalBatches(parts)
+
+    monkeypatch.setattr(data_loader, "make_train_loader", two_process_stream)
+    config = tiny.get_config()
+    config.update_from_flattened_dict({**overrides, "train.steps": 4})
+    reference4 = train.train_and_evaluate(config, tmp_path / "reference")
+    config.train.steps = 8
+    reference8 = train.train_and_evaluate(config, tmp_path / "reference")
+
+    assert int(job4[0][0]) == 4 and int(job8[0][0]) == 8  # the first leaf is the step
+    initial, _ = train.create_state(config)
+    _assert_same_training(job4, reference4, initial)
+    _assert_same_training(job8, reference8, initial)
+    # The second launch continued from step 4: it says so, and process 0 alone logged
+    # steps 1-4, then 5-8 (a fresh start would have logged 1-8 again).
+    assert "resumed from" not in out4
+    assert "at step 4" in out8 and "resumed from" in out8
+    lines = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "g_loss" in x] == list(range(1, 9))
+    assert sorted(p.name for p in (job / "checkpoints" / "latest").iterdir()) == ["4", "8"]
