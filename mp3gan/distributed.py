@@ -10,18 +10,26 @@ spans every device of every process. This module is the one home for:
 - :func:`agree`: process 0's value on every process. Anything that decides whether a
   collective runs (a checkpoint save by wall time, a best-model save after an evaluation
   that only process 0 runs) must be decided once and shared, or the processes wait on
-  each other forever;
+  each other forever; :func:`barrier`: wait for all processes. Both wait on JAX's
+  coordination service, not on a device collective, so one process may take long
+  (an evaluation, a compilation) without the others' collectives timing out;
 - :func:`assert_same`: fail early, with a readable message, when processes were started
-  with different configs or work directories.
+  with different configs or work directories;
+- :class:`PreemptionWatch`: a SIGTERM (a scheduler's notice before it kills the job) as a
+  request to save and stop at a step every process agrees on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
+import json
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -168,32 +176,122 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def agree(value: float | bool | None) -> float | None:
-    """Process 0's value on every process; ``None`` stays ``None``.
+# How long a process waits for the others at a decision or barrier: process 0 may be
+# evaluating, or compiling while the others found the program in the compilation cache.
+WAIT_S = 3600
+_SEQUENCE = itertools.count()  # every process makes the same calls in the same order
 
-    The identity in a single process (no device work). Travels as float32, which holds
-    booleans and step numbers below 2**24 exactly.
+
+def _coordinator():
+    """The coordination service's client (key-value store, barriers), or None.
+
+    Waiting there, not in a device collective, matters: a CPU (gloo) collective gives up
+    after 30 s, far less than an evaluation or a compilation can take. JAX has no public
+    accessor for the client yet; ``multihost_utils`` reads the same attribute.
+    """
+    from jax._src import distributed as jax_distributed
+
+    return jax_distributed.global_state.client
+
+
+def agree(value: float | bool | None, timeout_s: float = WAIT_S) -> float | None:
+    """Process 0's value (as a float; ``None`` stays ``None``) on every process.
+
+    The identity in a single process. Every process must call it at the same point.
     """
     if jax.process_count() == 1:
         return None if value is None else float(value)
-    from jax.experimental import multihost_utils
+    payload = json.dumps(None if value is None else float(value))
+    client = _coordinator()
+    if client is None:  # processes without the service (a TPU pod never initialized)
+        from jax.experimental import multihost_utils
 
-    x = np.float32(np.nan if value is None else float(value))
-    out = float(multihost_utils.broadcast_one_to_all(x))
-    return None if math.isnan(out) else out
+        x = np.float32(np.nan if value is None else float(value))
+        out = float(multihost_utils.broadcast_one_to_all(x))
+        return None if math.isnan(out) else out
+    key = f"mp3gan/agree/{next(_SEQUENCE)}"
+    if is_main():
+        client.key_value_set(key, payload)
+    else:
+        payload = client.blocking_key_value_get(key, int(timeout_s * 1000))
+    out = json.loads(payload)
+    return None if out is None else float(out)
 
 
-def assert_same(text: str, what: str) -> None:
+def barrier(name: str, timeout_s: float = WAIT_S) -> None:
+    """Wait until every process gets here (a no-op for one process)."""
+    if jax.process_count() == 1:
+        return
+    client = _coordinator()
+    if client is None:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+        return
+    client.wait_at_barrier(f"mp3gan/{name}/{next(_SEQUENCE)}", int(timeout_s * 1000))
+
+
+def assert_same(text: str, what: str, timeout_s: float = WAIT_S) -> None:
     """Raise on every process unless all hold the same ``text`` (a no-op for one process)."""
     if jax.process_count() == 1:
         return
-    from jax.experimental import multihost_utils
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    client = _coordinator()
+    if client is None:
+        from jax.experimental import multihost_utils
 
-    digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:16], np.int32)
-    gathered = np.asarray(multihost_utils.process_allgather(digest))
-    differs = [i for i in range(len(gathered)) if not np.array_equal(gathered[i], gathered[0])]
+        mine = np.frombuffer(bytes.fromhex(digest)[:16], np.int32)
+        gathered = np.asarray(multihost_utils.process_allgather(mine))
+        digests = [row.tobytes().hex() for row in gathered]
+    else:
+        key = f"mp3gan/same/{next(_SEQUENCE)}"
+        client.key_value_set(f"{key}/{jax.process_index()}", digest)
+        digests = [
+            client.blocking_key_value_get(f"{key}/{i}", int(timeout_s * 1000))
+            for i in range(jax.process_count())
+        ]
+    differs = [i for i, d in enumerate(digests) if d != digests[0]]
     if differs:
         raise DistributedError(
             f"processes {differs} run with a different {what} than process 0; start every "
             "process with the same command"
         )
+
+
+class PreemptionWatch:
+    """Turns SIGTERM into "save and stop at this step", agreed by every process.
+
+    In a multi-process job JAX's preemption service receives the signal and picks the
+    step (``multihost_utils.reached_preemption_sync_point``: the step after the furthest
+    process's), so that all processes save together. A lone process catches SIGTERM
+    itself while the watch is open (``with``), and stops after the current step.
+    """
+
+    def __init__(self):
+        self._received = threading.Event()
+        self._previous = None
+
+    def __enter__(self) -> PreemptionWatch:
+        if not jax.distributed.is_initialized():
+            try:
+                self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                self._previous = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _on_signal(self, signum, frame) -> None:
+        del signum, frame
+        self._received.set()
+
+    def should_stop(self, step: int) -> bool:
+        """Call at every step, on every process: whether to save now and stop."""
+        if jax.distributed.is_initialized():
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self._received.is_set()

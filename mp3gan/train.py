@@ -240,6 +240,22 @@ def _global_batch_split(config) -> int:
     return config.train.batch_size // n_global
 
 
+def _compile_steps(statics, config, start: int, p_state, batch) -> dict[bool, Callable]:
+    """The pmapped step variants (warm-up, adversarial), those this run uses compiled now.
+
+    Compiling ahead (`.lower().compile()` fills the cache the call uses) lets the
+    processes of a job meet at a barrier before the first collective: one may find the
+    step in the persistent compilation cache while another compiles for minutes, and
+    CPU (gloo) collectives give up after 30 s of waiting.
+    """
+    steps = {False: pmapped_step(statics, False), True: pmapped_step(statics, True)}
+    if start < config.train.steps:
+        first, last = start, config.train.steps - 1
+        for adversarial in {step >= config.train.recon_warmup_steps for step in (first, last)}:
+            steps[adversarial].lower(p_state, batch).compile()
+    return steps
+
+
 def _check_finite(step: int, metrics: dict, last_saved: int | None) -> None:
     bad = {k: float(v) for k, v in metrics.items() if not math.isfinite(float(v))}
     if bad:
@@ -299,8 +315,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             degradations=config.train.eval_degradations,
         )
     run = logger.Logger(config, workdir, is_main=main)
-    steps = {False: pmapped_step(statics, False), True: pmapped_step(statics, True)}
     p_state = replicate(state, n_local)
+    first_batch = next(loader) if start < config.train.steps else None
+    steps = _compile_steps(statics, config, start, p_state, first_batch)
+    # Process 0 also made the validation clips: all meet before the first collective.
+    distributed.barrier("ready to train")
     last_saved = start if restored is not None else None
     last_save_time = time.monotonic()
     bar = tqdm(
@@ -308,57 +327,67 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     )
     tic, tic_step = time.perf_counter(), start
     pending = None  # the previous step's metrics: read one step late so devices stay busy
-    for step in range(start, config.train.steps):
-        batch = next(loader)
-        adversarial = step >= config.train.recon_warmup_steps
-        p_state, metrics = steps[adversarial](p_state, batch)
-        if pending is not None:
-            _check_finite(step, pending, last_saved)
-        pending = unreplicate(metrics)
-        done = step + 1
-        is_log = done % config.train.log_every == 0 or done == config.train.steps
-        if is_log:
-            _check_finite(done, pending, last_saved)
-            rate = (done - tic_step) / (time.perf_counter() - tic)
-            samples = config.train.batch_size * config.data.crop_samples
-            scalars = {k: float(v) for k, v in pending.items()}
-            scalars["steps_per_s"] = rate
-            scalars["audio_s_per_s"] = rate * samples / config.data.sample_rate
-            run.log_scalars(done, scalars)
-            bar.set_postfix(
-                g=f"{scalars['g_loss']:.3f}",
-                d=f"{scalars.get('d_loss', 0):.3f}",
-                it_s=f"{rate:.2f}",
-            )
-            tic, tic_step = time.perf_counter(), done
-        bar.update(1)
-        is_eval = done % config.train.eval_every == 0 or done == config.train.steps
-        # Also by wall time, so a slow machine (a CPU) still saves within minutes. The
-        # clocks of several processes disagree, and a save is collective: process 0
-        # decides, at log steps only (agreeing costs a device round trip).
-        overdue = False
-        if jax.process_count() == 1 or is_log:
-            late = time.monotonic() - last_save_time > 60 * config.train.checkpoint_minutes
-            overdue = bool(distributed.agree(late))
-        if is_eval or overdue or done % config.train.checkpoint_every == 0:
-            host = unreplicate(p_state)
-            g_params, train = checkpoint_items(host)
-            summary = None
-            if is_eval and main:
-                summary = run.log_evaluation(
-                    done, predict_fn(statics.g_graphdef, host.g_params), clips
+    with distributed.PreemptionWatch() as preemption:
+        for step in range(start, config.train.steps):
+            batch = first_batch if step == start else next(loader)
+            adversarial = step >= config.train.recon_warmup_steps
+            p_state, metrics = steps[adversarial](p_state, batch)
+            if pending is not None:
+                _check_finite(step, pending, last_saved)
+            pending = unreplicate(metrics)
+            done = step + 1
+            is_log = done % config.train.log_every == 0 or done == config.train.steps
+            if is_log:
+                _check_finite(done, pending, last_saved)
+                rate = (done - tic_step) / (time.perf_counter() - tic)
+                samples = config.train.batch_size * config.data.crop_samples
+                scalars = {k: float(v) for k, v in pending.items()}
+                scalars["steps_per_s"] = rate
+                scalars["audio_s_per_s"] = rate * samples / config.data.sample_rate
+                run.log_scalars(done, scalars)
+                bar.set_postfix(
+                    g=f"{scalars['g_loss']:.3f}",
+                    d=f"{scalars.get('d_loss', 0):.3f}",
+                    it_s=f"{rate:.2f}",
                 )
-            checkpoint.save_step(latest, done, g_params, train, loader.get_state(), config)
-            # The best metric can be undefined on every clip (e.g. no high band).
-            score = None if summary is None else summary.get(config.train.best_metric)
-            if is_eval:
-                score = distributed.agree(score)
-            if score is not None:
-                metrics_for_best = {"score": score if config.train.best_lower else -score}
-                checkpoint.save_step(
-                    best, done, g_params, train, loader.get_state(), config, metrics_for_best
-                )
-            last_saved, last_save_time = done, time.monotonic()
+                tic, tic_step = time.perf_counter(), done
+            bar.update(1)
+            is_eval = done % config.train.eval_every == 0 or done == config.train.steps
+            # Also by wall time, so a slow machine (a CPU) still saves within minutes. The
+            # clocks of several processes disagree, and a save is collective: process 0
+            # decides, at log steps only (agreeing is a round trip to the coordinator).
+            overdue = False
+            if jax.process_count() == 1 or is_log:
+                late = time.monotonic() - last_save_time > 60 * config.train.checkpoint_minutes
+                overdue = bool(distributed.agree(late))
+            # A scheduler's SIGTERM: save now, at a step every process agrees on.
+            preempted = preemption.should_stop(done)
+            if is_eval or overdue or preempted or done % config.train.checkpoint_every == 0:
+                host = unreplicate(p_state)
+                g_params, train = checkpoint_items(host)
+                summary = None
+                if is_eval and main:
+                    summary = run.log_evaluation(
+                        done, predict_fn(statics.g_graphdef, host.g_params), clips
+                    )
+                # The best metric can be undefined on every clip (e.g. no high band).
+                score = None if summary is None else summary.get(config.train.best_metric)
+                if is_eval:  # the others wait here while process 0 evaluates
+                    score = distributed.agree(score)
+                checkpoint.save_step(latest, done, g_params, train, loader.get_state(), config)
+                if score is not None:
+                    metrics_for_best = {"score": score if config.train.best_lower else -score}
+                    checkpoint.save_step(
+                        best, done, g_params, train, loader.get_state(), config, metrics_for_best
+                    )
+                last_saved, last_save_time = done, time.monotonic()
+            if preempted:
+                if main:
+                    tqdm.write(
+                        f"stopped by SIGTERM after step {done}, and saved: rerun the same "
+                        "command to resume"
+                    )
+                break
     bar.close()
     loader.close()
     latest.wait_until_finished()

@@ -1,16 +1,19 @@
-"""Tests for mp3gan.distributed: launcher detection, and a real 2-process training job.
+"""Tests for mp3gan.distributed: launcher detection, SIGTERM, a real 2-process job.
 
-The job: 2 local processes x 2 fake CPU devices each (gloo collectives) train the tiny
-config through launch/train.py. Both must end with identical parameters, equal (within
-float tolerance) to 1 process x 4 devices fed the same global batches; a second launch
-must resume from the step the first one saved.
+A lone process stops on SIGTERM after saving its step. The job: 2 local processes x 2
+fake CPU devices each (gloo collectives) train the tiny config through launch/train.py.
+Both must end with identical parameters, equal (within float tolerance) to 1 process x
+4 devices fed the same global batches; a second launch must resume from the step the
+first one saved.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -226,3 +229,38 @@ def test_two_processes_train_like_one_with_all_devices_and_resume(tmp_path, monk
     lines = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "g_loss" in x] == list(range(1, 9))
     assert sorted(p.name for p in (job / "checkpoints" / "latest").iterdir()) == ["4", "8"]
+
+
+def test_sigterm_saves_the_step_it_stops_at(tmp_path):
+    workdir = tmp_path / "run"
+    log_path = tmp_path / "train.log"
+    cmd = [
+        sys.executable,
+        str(ROOT / "launch" / "train.py"),
+        f"--config={ROOT / 'configs' / 'tiny.py'}",
+        "--config.train.steps=100000",
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=100000",
+        "--config.train.eval_every=100000",
+        f"--workdir={workdir}",
+    ]
+    metrics = workdir / "metrics.jsonl"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = log_path.read_text()
+    assert proc.returncode == 0, output[-3000:]
+    last_logged = json.loads(metrics.read_text().splitlines()[-1])["step"]
+    saved = [p.name for p in (workdir / "checkpoints" / "latest").iterdir()]
+    assert saved == [str(last_logged)]
+    assert f"stopped by SIGTERM after step {last_logged}" in output
