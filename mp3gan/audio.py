@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy import signal
+
+from mp3gan.files import atomic_path
 
 # LAME's encoder delay (576) plus mpg123's decoder delay (529) for an untagged stream.
 MP3_UNTAGGED_DELAY = 1105
@@ -105,19 +106,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     peak = float(np.abs(audio).max(initial=0.0))
     if fmt[0] == "FLAC" and peak > 1.0:
         raise AudioError(f"{path}: peak {peak:.3f} exceeds full scale; FLAC would clip (use .wav)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    # mkstemp makes the file owner-only; give the output the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, audio.T, int(sample_rate), format=fmt[0], subtype=fmt[1])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from mp3gan.files import write_text_atomic
 from mp3gan.models import Generator
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mp3gan-base"
@@ -128,7 +129,7 @@ def save_generator(
     params = jax.tree.map(np.asarray, nnx.state(generator, nnx.Param))
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(path / "generator", params, force=True)
-    (path / "config.json").write_text(json.dumps(config_to_json(config), indent=2) + "\n")
+    write_text_atomic(path / "config.json", json.dumps(config_to_json(config), indent=2) + "\n")
 
 
 def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:

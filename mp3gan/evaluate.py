@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from tqdm import tqdm
 from mp3gan import audio as audio_lib
 from mp3gan import baselines, metrics
 from mp3gan.degrade import LowPass, parse_degradation
+from mp3gan.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -440,18 +440,6 @@ def improvement_table(summary: list[dict]) -> dict[str, dict[str, dict[str, dict
     return table
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def model_method(checkpoint: str | os.PathLike) -> Method:
     """The trained generator of ``checkpoint`` as a predict function (one compile).
 
@@ -531,8 +519,8 @@ def run_evaluation(
     }
     out_dir = Path(out_dir)
     json_path = out_dir / "results.json"
-    _write_text_atomic(json_path, json.dumps(results, indent=1, allow_nan=False) + "\n")
+    write_text_atomic(json_path, json.dumps(results, indent=1, allow_nan=False) + "\n")
     # The table is rendered from the file as written, so it can never disagree with it.
     written = json.loads(json_path.read_text())
-    _write_text_atomic(out_dir / "results.md", results_markdown(written["summary"]))
+    write_text_atomic(out_dir / "results.md", results_markdown(written["summary"]))
     return written

@@ -20,7 +20,6 @@ entry point.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from matplotlib.figure import Figure
 from mp3gan import baselines, dsp, metrics
 from mp3gan.degrade import parse_degradation
 from mp3gan.evaluate import align_output, load_reference, model_method
+from mp3gan.files import atomic_path
 
 FIGSIZE = (16.0, 10.0)  # inches; at DPI this is the PNG's size in pixels
 DPI = 100
@@ -237,15 +237,8 @@ def restoration_figure(
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` as an image (format from the extension) atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=fig.dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -37,7 +37,6 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from math import ceil, gcd
@@ -51,6 +50,7 @@ import soundfile as sf
 from flax import nnx
 from scipy import ndimage, signal
 
+from mp3gan import files
 from mp3gan.audio import READ_EXTENSIONS, AudioError, check_finite
 from mp3gan.models.generator import BASE_GENERATOR, Generator, receptive_field
 
@@ -504,32 +504,9 @@ def export_to_file(generator: nnx.Module, sample_rate: int, path: str | Path) ->
         "recommended_chunk_overlap": 2 * generator_margin(generator) + DEFAULT_CROSSFADE,
         "platforms": list(EXPORT_PLATFORMS),
     }
-    _atomic_write_bytes(path, blob)
-    _atomic_write_bytes(
-        path.with_name(path.name + ".json"), (json.dumps(meta, indent=2) + "\n").encode()
-    )
+    files.write_bytes_atomic(path, blob)
+    files.write_text_atomic(path.with_name(path.name + ".json"), json.dumps(meta, indent=2) + "\n")
     return path
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Rename a finished temporary file into place with the permissions a plain
-    ``open()`` would give (mkstemp makes it owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------
@@ -618,15 +595,13 @@ class _AtomicWriter:
         if fmt is None:
             raise AudioError(f"{path}: unsupported output extension (use .wav or .flac)")
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        os.close(fd)
+        self.tmp = files.temporary_beside(path)
         try:
             self.file = sf.SoundFile(
                 self.tmp, "w", int(sample_rate), channels, subtype=fmt[1], format=fmt[0]
             )
         except BaseException:
-            Path(self.tmp).unlink(missing_ok=True)
+            self.tmp.unlink(missing_ok=True)
             raise
 
     def write(self, block: np.ndarray) -> None:
@@ -635,11 +610,11 @@ class _AtomicWriter:
 
     def commit(self) -> None:
         self.file.close()
-        _publish(self.tmp, self.path)
+        files.publish(self.tmp, self.path)
 
     def abort(self) -> None:
         self.file.close()
-        Path(self.tmp).unlink(missing_ok=True)
+        self.tmp.unlink(missing_ok=True)
 
 
 class PeakLimiter:

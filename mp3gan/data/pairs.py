@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import soundfile as sf
 from mp3gan import audio as audio_lib
 from mp3gan import degrade as degrade_lib
 from mp3gan.data.sources import DataError, Recording
+from mp3gan.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,8 @@ class _EncodedCache:
 
     def _store(self, file: Path, array: np.ndarray) -> None:
         """Write atomically (workers may race to build the same file; the last rename wins)."""
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.part")
-        with open(tmp, "wb") as f:
+        with atomic_path(file) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, file)
 
     def reference(self, path: Path, recording: Recording) -> np.ndarray:
         """The whole file at the model rate (only cached when the rates differ)."""

@@ -36,6 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mp3gan.audio import read_audio, resample, write_audio
+from mp3gan.files import write_text_atomic
 from mp3gan.metrics import cutoff_frequency
 
 SAMPLE_RATE = 44100
@@ -229,22 +230,10 @@ class ManifestEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict[str, Any]]) -> None:
     """Write one JSON object per line, atomically."""
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    _atomic_write_text(Path(path), text)
+    write_text_atomic(Path(path), text)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

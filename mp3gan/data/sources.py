@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mp3gan.files import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 LOSSLESS_EXTENSIONS = (".flac", ".wav", ".wave", ".aif", ".aiff", ".aifc")
@@ -174,10 +176,7 @@ def _save_index(index_file: Path, root: Path, recordings: Iterable[Recording]) -
     header = json.dumps({"index_version": INDEX_VERSION, "root": str(root)})
     text = "\n".join([header, *(r.to_json() for r in recordings)]) + "\n"
     try:
-        index_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index_file.with_name(f".{index_file.name}.{os.getpid()}.part")
-        tmp.write_text(text)
-        os.replace(tmp, index_file)
+        write_text_atomic(index_file, text)
     except OSError as e:
         log.warning("could not write the index cache %s (%s); continuing without it", index_file, e)
 
