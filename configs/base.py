@@ -19,9 +19,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.path = ""  # folder of lossless files (recursive); "" = the embedded default corpus
     c.data.sample_rate = 44100  # model rate; sources are resampled to it
     c.data.crop_samples = 32768  # training crop (~0.74 s)
-    # One degradation is drawn per crop (spec strings, see mp3gan/degrade.py).
-    c.data.degradations = ("mp3:32", "mp3:48", "mp3:64", "mp3:96", "mp3:128", "mp3:192", "vbr:0.6")
-    c.data.encode_margin = 4096  # samples degraded each side of a crop, then cut away
+    # One degradation is drawn per crop (spec strings, see mp3gan/degrade.py): CBR and two
+    # VBR qualities (about LAME V4 and V7).
+    c.data.degradations = ("mp3:32", "mp3:48", "mp3:64", "mp3:96", "mp3:128", "mp3:192")
+    c.data.degradations += ("vbr:0.4", "vbr:0.7")
+    c.data.encode_margin = 4608  # samples degraded each side of a crop (4 MP3 frames), then cut
     c.data.gain_db = (-12.0, 6.0)  # random gain range (dB), capped below full scale
     c.data.silence_db = -50.0  # crops quieter than this RMS (dBFS) are redrawn
     c.data.both_channels = True  # a stereo crop fills two rows (L, R); False: one channel

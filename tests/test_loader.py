@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import clicks_and_noise
 
+from configs import base
 from mp3gan import audio, degrade
 from mp3gan.data import loader as data_loader
 from mp3gan.data import sources
@@ -173,3 +174,9 @@ def test_clear_errors(config, tmp_path):
     config.degradations = ("mp3:9999",)
     with pytest.raises(ValueError, match="bad degradation"):
         _loader(config)
+
+
+def test_the_base_config_data_section_is_the_loader_default():
+    # The loader fills fields a config lacks from DATA_DEFAULTS; configs/base.py spells
+    # them out with comments. Both must say the same, or "default" means two things.
+    assert base.get_config().data.to_dict() == data_loader.default_data_config().to_dict()
