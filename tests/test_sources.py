@@ -30,6 +30,8 @@ def messy_folder(tmp_path):
     _write(root / "sub" / "mono48k.wav", 0.25, 48000, 1, seed=1)
     (root / "bad.wav").write_text("this is not a RIFF file")
     (root / "notes.txt").write_text("liner notes")
+    (root / "manifest.jsonl").write_text("")  # corpus metadata: read or skipped quietly
+    (root / "excluded.jsonl").write_text('{"original": "x.wav", "reason": "silent"}\n')
     (root / "lossy.mp3").write_bytes(audio.mp3_encode(clicks_and_noise(4410, 44100), 44100))
     _write(root / "truncated.flac", 2.0, 44100, 2, seed=2)
     data = (root / "truncated.flac").read_bytes()
@@ -49,6 +51,7 @@ def test_scan_indexes_usable_files_and_reports_the_others_by_name(messy_folder, 
     for name in ("bad.wav", "truncated.flac", "lossy.mp3", "notes.txt"):
         assert name in caplog.text, name
     assert "good.flac" not in caplog.text
+    assert "jsonl" not in caplog.text
 
 
 def test_index_is_cached_and_refreshed_when_a_file_changes(messy_folder, monkeypatch):

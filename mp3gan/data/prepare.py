@@ -36,13 +36,13 @@ import numpy as np
 from tqdm import tqdm
 
 from mp3gan.audio import read_audio, resample, write_audio
+from mp3gan.data.sources import EXCLUDED_LIST as EXCLUDED
+from mp3gan.data.sources import LICENCE_MANIFEST as MANIFEST
 from mp3gan.files import write_text_atomic
 from mp3gan.metrics import cutoff_frequency
 
 SAMPLE_RATE = 44100
 SOURCES = ("sonic-pi", "hydrogen", "avldrums")
-MANIFEST = "manifest.jsonl"
-EXCLUDED = "excluded.jsonl"
 # A file is "full band" when its measured cutoff reaches this: above the ~16-17 kHz
 # lowpass LAME applies at 128 kbps, so the model sees real content it must restore.
 FULL_BAND_HZ = 18000.0

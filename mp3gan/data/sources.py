@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 
 LOSSLESS_EXTENSIONS = (".flac", ".wav", ".wave", ".aif", ".aiff", ".aifc")
 LOSSY_EXTENSIONS = (".mp3", ".mp2", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma")
-# The licence manifest a corpus may carry in its root (written by mp3gan.data.prepare).
+# The licence manifest a corpus may carry in its root (written by mp3gan.data.prepare),
+# and prepare's list of what it left out: corpus metadata, not stray files to warn about.
 LICENCE_MANIFEST = "manifest.jsonl"
+EXCLUDED_LIST = "excluded.jsonl"
 SPLITS = ("train", "validation", "test")
 # Bump when the index format or the probing rules change, so stale indexes are rebuilt.
 INDEX_VERSION = 1
@@ -205,7 +207,7 @@ def scan_folder(
             path = Path(dirpath) / name
             relpath = path.relative_to(root).as_posix()
             suffix = path.suffix.lower()
-            if name.startswith(".") or relpath == LICENCE_MANIFEST:
+            if name.startswith(".") or relpath in (LICENCE_MANIFEST, EXCLUDED_LIST):
                 continue
             if suffix in LOSSY_EXTENSIONS:
                 lossy.append(relpath)
