@@ -20,8 +20,12 @@ def stft(x: jax.Array, n_fft: int, hop: int, window: str = "hann") -> jax.Array:
     """Complex STFT ``[..., T] -> [..., n_fft // 2 + 1, frames]``.
 
     Zero-padded at both ends (``boundary='zeros'``) so frame ``k`` is centred on sample
-    ``k * hop``; scipy's 'spectrum' scaling (divided by the window sum).
+    ``k * hop``; scipy's 'spectrum' scaling (divided by the window sum). An input shorter
+    than ``n_fft`` is zero-padded to it: scipy's rule would shrink the window to the input
+    instead, silently changing the number of bins.
     """
+    if x.shape[-1] < n_fft:
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n_fft - x.shape[-1])])
     _, _, z = jss.stft(x, window=window, nperseg=n_fft, noverlap=n_fft - hop)
     return z
 

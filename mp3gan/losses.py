@@ -63,8 +63,6 @@ def _window_sum(n_fft: int) -> float:
 
 
 def _stft_magnitude(x: jax.Array, n_fft: int, power_floor: float) -> jax.Array:
-    # dsp.stft needs one full frame; shorter clips are zero-padded.
-    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, max(0, n_fft - x.shape[-1]))])
     # Undo 'spectrum' scaling so the floor means what it does in Parallel WaveGAN
     # (unnormalised torch.stft): the metric then stays comparable with the literature.
     spec = dsp.stft(x, n_fft, n_fft // 4) * _window_sum(n_fft)
@@ -119,13 +117,12 @@ def mel_loss(
 ) -> jax.Array:
     """``mean |log_mel(ref) − log_mel(est)|`` (HiFi-GAN's reconstruction term, Kong et al.
     2020), with :func:`mp3gan.dsp.log_mel` (log clipped at 1e-5)."""
-    pad = [(0, 0)] * (reference.ndim - 1) + [(0, max(0, n_fft - reference.shape[-1]))]
     # dsp.stft's 'spectrum' scaling makes magnitudes n_fft/2 times smaller than the
     # unnormalised STFT HiFi-GAN's 1e-5 clip was chosen for, which would put the clip at
     # about -40 dBFS and hide every artefact in quiet passages. Scaling the waveform
     # (the STFT is linear) restores HiFi-GAN's floor; log differences are unchanged.
     gain = _window_sum(n_fft)
-    reference, estimate = jnp.pad(reference, pad) * gain, jnp.pad(estimate, pad) * gain
+    reference, estimate = reference * gain, estimate * gain
     ref_mel = dsp.log_mel(reference, sample_rate, n_fft, hop, n_mels)
     est_mel = dsp.log_mel(estimate, sample_rate, n_fft, hop, n_mels)
     return jnp.mean(jnp.abs(ref_mel - est_mel))

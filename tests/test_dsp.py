@@ -16,6 +16,16 @@ def test_stft_istft_roundtrip():
     np.testing.assert_allclose(dsp.istft(z, 512, 128, 5000), x, atol=1e-5)
 
 
+@pytest.mark.parametrize("length", [100, 1023])
+def test_stft_of_an_input_shorter_than_the_window_keeps_every_bin(length):
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, length))
+    z = dsp.stft(x, 1024, 256)
+    assert z.shape[-2] == 513
+    padded = jnp.pad(x, ((0, 0), (0, 1024 - length)))
+    np.testing.assert_allclose(z, dsp.stft(padded, 1024, 256), atol=1e-6)
+    np.testing.assert_allclose(dsp.istft(z, 1024, 256, length), x, atol=1e-5)
+
+
 def test_mel_filterbank_covers_band_and_log_mel_shape():
     fb = dsp.mel_filterbank(44100, 2048, 80)
     assert fb.shape == (80, 1025)

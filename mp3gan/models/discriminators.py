@@ -190,8 +190,6 @@ class STFTDiscriminator(nnx.Module):
         self.post = WeightNormConv2d(channels, 1, (3, 3), rngs=rngs)
 
     def __call__(self, x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
-        # dsp.stft needs at least one full frame.
-        x = jnp.pad(x, ((0, 0), (0, max(0, self.n_fft - x.shape[-1]))))
         spec = dsp.stft(x, self.n_fft, self.hop) * self.input_gain  # [B, F, frames]
         h = jnp.stack([spec.real, spec.imag], axis=-1).transpose(0, 2, 1, 3)
         return _run_convs(self.convs, self.post, h)
