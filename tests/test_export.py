@@ -10,9 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from test_restore import random_generator, signal
+from conftest import signal
 
-from mp3gan.restore import Restorer, export_generator, export_to_file
+from mp3gan.restore import export_generator, export_to_file
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "RESTORE.md"
 
@@ -25,16 +25,6 @@ class _Block(importlib.abc.MetaPathFinder):
             raise ImportError("the snippet must not import mp3gan")
 sys.meta_path.insert(0, _Block())
 """
-
-
-@pytest.fixture(scope="module")
-def gen():
-    return random_generator()
-
-
-@pytest.fixture(scope="module")
-def restorer(gen):
-    return Restorer(gen, 44100, chunk_length=1024, crossfade=64)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
-from test_restore import random_generator, signal
+from conftest import random_generator, signal
 
 from mp3gan import audio, restore
 from mp3gan.restore import Restorer
@@ -25,20 +25,15 @@ def load_cli():
     return module
 
 
-@pytest.fixture(scope="module")
-def shared_restorer():
-    return Restorer(random_generator(), 44100, chunk_length=1024, crossfade=64)
-
-
 @pytest.fixture
-def cli(shared_restorer, monkeypatch):
+def cli(restorer, monkeypatch):
     """``main(argv) -> exit code`` in-process, with the small model instead of loading a
     checkpoint (the subprocess test below covers real checkpoint loading)."""
     seen = {}
 
     def fake_from_checkpoint(path=None, chunk_seconds=None, **chunking):
         seen["checkpoint"] = path
-        return shared_restorer
+        return restorer
 
     monkeypatch.setattr(Restorer, "from_checkpoint", staticmethod(fake_from_checkpoint))
     main = load_cli().main
@@ -58,14 +53,14 @@ def leftovers(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.name.startswith(".") or p.suffix == ".part"]
 
 
-def test_default_output_name_and_content(cli, shared_restorer, tmp_path):
+def test_default_output_name_and_content(cli, restorer, tmp_path):
     src = wav(tmp_path / "song.wav", sr=48000)
     assert cli([str(src), "-q", "--checkpoint", "x"]) == 0
     assert cli.seen["checkpoint"] == "x"
     y, sr = audio.read_audio(tmp_path / "song.restored.wav")
     x, _ = audio.read_audio(src)
     assert sr == 48000 and y.shape == x.shape
-    assert np.abs(y - shared_restorer(x, 48000)).max() <= 1e-6
+    assert np.abs(y - restorer(x, 48000)).max() <= 1e-6
 
 
 def test_output_file_and_flac(cli, tmp_path):
