@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,21 +19,23 @@ def temporary_beside(path: str | os.PathLike) -> Path:
     """A new, empty, uniquely named file in ``path``'s folder (created if missing).
 
     Hidden (leading dot) and ending in ``.part``, so folder scans and users can tell it
-    is unfinished. The caller publishes it with :func:`publish` or deletes it.
+    is unfinished. Created with the permissions a plain ``open()`` gives (the kernel
+    applies the umask; reading the umask would mean setting it, which races with other
+    threads). The caller publishes it with :func:`publish` or deletes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename a finished temporary file onto ``path``, with the permissions a plain
-    ``open()`` would have given (mkstemp makes files owner-only)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    """Rename a finished temporary file onto ``path`` (atomic on one filesystem)."""
     os.replace(tmp, path)
 
 

@@ -60,3 +60,14 @@ def test_write_text_and_bytes_replace_existing_files(tmp_path):
 def test_temporary_files_are_unique_per_call(tmp_path):
     a, b = files.temporary_beside(tmp_path / "x"), files.temporary_beside(tmp_path / "x")
     assert a != b and a.is_file() and b.is_file()
+
+
+def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
+    # Setting the umask to read it races with every other thread creating files (loader
+    # threads, orbax's background saves): they would get world-writable files.
+    def forbidden(mask):
+        raise AssertionError("os.umask called")
+
+    monkeypatch.setattr(os, "umask", forbidden)
+    files.write_text_atomic(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").read_text() == "x"

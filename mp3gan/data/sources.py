@@ -110,7 +110,7 @@ def _read_licences(root: Path) -> dict[str, str]:
     if not manifest.is_file():
         return {}
     licences = {}
-    for n, line in enumerate(manifest.read_text().splitlines(), 1):
+    for n, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -162,12 +162,12 @@ def _load_index(index_file: Path) -> dict[str, Recording]:
     if not index_file.is_file():
         return {}
     try:
-        lines = index_file.read_text().splitlines()
+        lines = index_file.read_text(encoding="utf-8").splitlines()
         header = json.loads(lines[0]) if lines else {}
         if header.get("index_version") != INDEX_VERSION:
             return {}
         recordings = [Recording.from_dict(json.loads(line)) for line in lines[1:] if line]
-    except (OSError, json.JSONDecodeError, TypeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
         log.warning("%s: unreadable index cache; rebuilding it", index_file)
         return {}
     return {r.path: r for r in recordings}
