@@ -62,6 +62,10 @@ def main(argv):
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"workdir/{Path(flags.FLAGS['config'].config_filename).stem}"
+    try:
+        train.check_config(config)
+    except train.ConfigError as e:
+        raise app.UsageError(str(e)) from None
     train.train_and_evaluate(config, workdir)
 
 

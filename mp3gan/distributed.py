@@ -30,13 +30,15 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import jax
 import numpy as np
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MODES = ("auto", "on", "off")
 ENV_COORDINATOR = "JAX_COORDINATOR_ADDRESS"  # read by JAX itself as well
@@ -140,6 +142,13 @@ def initialize(
             f"process id; missing {', '.join(missing)} (flags --{' --'.join(missing)}, "
             f"or {ENV_COORDINATOR} / {ENV_NUM_PROCESSES} / {ENV_PROCESS_ID})"
         )
+    if coordinator_address is not None:
+        host, _, port = coordinator_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise DistributedError(
+                f"coordinator address must be HOST:PORT (process 0's host and a free "
+                f"port), got {coordinator_address!r}"
+            )
     if num_processes is not None and process_id is not None:
         if not 0 <= process_id < num_processes:
             raise DistributedError(f"process_id {process_id} not in [0, {num_processes})")
@@ -158,7 +167,7 @@ def initialize(
     except ValueError as e:  # JAX found no launcher to fill in what was not given
         raise DistributedError(
             f"cannot join a multi-process job: {e}; pass --coordinator_address, "
-            "--num_processes and --process_id"
+            "--num_processes and --process_id, or --distributed=off to train alone"
         ) from None
     log.info(
         "joined a %d-process job as process %d (%s): %d local of %d devices",
@@ -194,6 +203,16 @@ def _coordinator():
     return jax_distributed.global_state.client
 
 
+def _from_main(text: str, timeout_s: float) -> str:
+    """Process 0's ``text`` on every process, through the coordination service."""
+    key = f"mp3gan/from_main/{next(_SEQUENCE)}"
+    client = _coordinator()
+    if is_main():
+        client.key_value_set(key, text)
+        return text
+    return client.blocking_key_value_get(key, int(timeout_s * 1000))
+
+
 def agree(value: float | bool | None, timeout_s: float = WAIT_S) -> float | None:
     """Process 0's value (as a float; ``None`` stays ``None``) on every process.
 
@@ -201,21 +220,42 @@ def agree(value: float | bool | None, timeout_s: float = WAIT_S) -> float | None
     """
     if jax.process_count() == 1:
         return None if value is None else float(value)
-    payload = json.dumps(None if value is None else float(value))
-    client = _coordinator()
-    if client is None:  # processes without the service (a TPU pod never initialized)
+    if _coordinator() is None:  # processes without the service (a TPU pod never initialized)
         from jax.experimental import multihost_utils
 
         x = np.float32(np.nan if value is None else float(value))
         out = float(multihost_utils.broadcast_one_to_all(x))
         return None if math.isnan(out) else out
-    key = f"mp3gan/agree/{next(_SEQUENCE)}"
-    if is_main():
-        client.key_value_set(key, payload)
-    else:
-        payload = client.blocking_key_value_get(key, int(timeout_s * 1000))
-    out = json.loads(payload)
+    out = json.loads(_from_main(json.dumps(None if value is None else float(value)), timeout_s))
     return None if out is None else float(out)
+
+
+def on_main(fn: Callable[[], T], what: str, timeout_s: float = WAIT_S) -> T | None:
+    """Run ``fn`` on process 0 alone (the others return ``None`` once it is done).
+
+    If it raises, every process raises: process 0 its own error, the others a
+    :class:`DistributedError` naming ``what`` failed, so none is left waiting at the
+    next collective until a timeout. Every process must call it at the same point.
+    """
+    if jax.process_count() == 1:
+        return fn()
+    result, error = None, None
+    if is_main():
+        try:
+            result = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised below, after telling the others
+            error = e
+    if _coordinator() is None:
+        failed = agree(error is not None, timeout_s)
+        message = "see process 0's log"
+    else:
+        message = _from_main("" if error is None else f"{type(error).__name__}: {error}", timeout_s)
+        failed = bool(message)
+    if error is not None:
+        raise error
+    if failed:
+        raise DistributedError(f"process 0 failed while {what} ({message})")
+    return result
 
 
 def barrier(name: str, timeout_s: float = WAIT_S) -> None:
@@ -263,8 +303,10 @@ class PreemptionWatch:
 
     In a multi-process job JAX's preemption service receives the signal and picks the
     step (``multihost_utils.reached_preemption_sync_point``: the step after the furthest
-    process's), so that all processes save together. A lone process catches SIGTERM
-    itself while the watch is open (``with``), and stops after the current step.
+    process's), so that all processes save together; with the service switched off
+    (``jax_enable_preemption_service=False``) SIGTERM is left to its default. A lone
+    process catches SIGTERM itself while the watch is open (``with``), and stops after
+    the current step.
     """
 
     def __init__(self):
@@ -291,7 +333,10 @@ class PreemptionWatch:
     def should_stop(self, step: int) -> bool:
         """Call at every step, on every process: whether to save now and stop."""
         if jax.distributed.is_initialized():
+            from jax._src import distributed as jax_distributed
             from jax.experimental import multihost_utils
 
+            if jax_distributed.global_state.preemption_sync_manager is None:
+                return False  # the service is switched off
             return multihost_utils.reached_preemption_sync_point(step)
         return self._received.is_set()

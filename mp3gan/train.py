@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from mp3gan import checkpoint, distributed, losses
 from mp3gan.data import loader as data_loader
+from mp3gan.degrade import parse_degradation
 from mp3gan.models import Discriminators
 
 AXIS = "devices"
@@ -230,10 +231,27 @@ def predict_fn(g_graphdef, g_params) -> Callable[[np.ndarray, int], np.ndarray]:
     return predict
 
 
+class ConfigError(ValueError):
+    """The config cannot be trained as given; the message names the field."""
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Fail at once, on every process alike, on fields that would only fail later (and,
+    in a job, on process 0 alone: the validation clips are made there)."""
+    _global_batch_split(config)
+    for field in ("data.degradations", "train.eval_degradations"):
+        section, name = field.split(".")
+        for spec in config[section][name]:
+            try:
+                parse_degradation(spec)
+            except ValueError as e:
+                raise ConfigError(f"{field}: {e}") from None
+
+
 def _global_batch_split(config) -> int:
     n_global = jax.device_count()
     if config.train.batch_size % n_global:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size={config.train.batch_size} is not divisible by the "
             f"{n_global} devices taking part; choose a multiple of {n_global}"
         )
@@ -280,6 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """
     from mp3gan import logger  # wandb and media; imported here to keep the step light
 
+    check_config(config)
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     main = distributed.is_main()
@@ -306,15 +325,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         if main:
             tqdm.write(f"resumed from {latest.directory} at step {step}")
     start = int(state.step)
-    clips = []  # only process 0 evaluates
-    if main:
+
+    def main_setup():  # process 0 alone evaluates and logs
         clips = data_loader.validation_clips(
             config.data,
             n_clips=config.train.eval_clips,
             clip_samples=int(config.train.eval_clip_seconds * config.data.sample_rate),
             degradations=config.train.eval_degradations,
         )
-    run = logger.Logger(config, workdir, is_main=main)
+        return clips, logger.Logger(config, workdir, is_main=True)
+
+    # on_main: should process 0 fail here, the others stop too instead of waiting for it.
+    setup = distributed.on_main(main_setup, "making the validation clips or starting the logs")
+    clips, run = setup if main else ([], logger.Logger(config, workdir, is_main=False))
     p_state = replicate(state, n_local)
     first_batch = next(loader) if start < config.train.steps else None
     steps = _compile_steps(statics, config, start, p_state, first_batch)
@@ -366,13 +389,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 host = unreplicate(p_state)
                 g_params, train = checkpoint_items(host)
                 summary = None
-                if is_eval and main:
-                    summary = run.log_evaluation(
-                        done, predict_fn(statics.g_graphdef, host.g_params), clips
-                    )
+                evaluate = is_eval and not preempted  # the grace period is for saving
+                if evaluate:  # the others wait while process 0 evaluates
+                    predict = predict_fn(statics.g_graphdef, host.g_params)
+                    evaluation = functools.partial(run.log_evaluation, done, predict, clips)
+                    summary = distributed.on_main(evaluation, f"evaluating step {done}")
                 # The best metric can be undefined on every clip (e.g. no high band).
                 score = None if summary is None else summary.get(config.train.best_metric)
-                if is_eval:  # the others wait here while process 0 evaluates
+                if evaluate:
                     score = distributed.agree(score)
                 checkpoint.save_step(latest, done, g_params, train, loader.get_state(), config)
                 if score is not None:
@@ -380,6 +404,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                     checkpoint.save_step(
                         best, done, g_params, train, loader.get_state(), config, metrics_for_best
                     )
+                if jax.process_count() > 1:
+                    # Orbax's background commit reports the saved step to JAX's preemption
+                    # service; let it land before the loop reports later steps, or a
+                    # notice in between would pick a stop step already passed.
+                    latest.wait_until_finished()
+                    best.wait_until_finished()
                 last_saved, last_save_time = done, time.monotonic()
             if preempted:
                 if main:
@@ -388,11 +418,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                         "command to resume"
                     )
                 break
-    bar.close()
-    loader.close()
-    latest.wait_until_finished()
-    best.wait_until_finished()
-    latest.close()
-    best.close()
-    run.finish()
+        # Still inside the watch: a SIGTERM now must not kill the last commit.
+        bar.close()
+        loader.close()
+        latest.wait_until_finished()
+        best.wait_until_finished()
+        latest.close()
+        best.close()
+        run.finish()
     return unreplicate(p_state)

@@ -52,6 +52,8 @@ def test_initialize_joins_only_when_launched_as_a_job():
         distributed.initialize("auto", environ=env)
     with pytest.raises(distributed.DistributedError, match=r"process_id 2 not in \[0, 2\)"):
         distributed.initialize("auto", "h:1", 2, 2, environ={})
+    with pytest.raises(distributed.DistributedError, match="must be HOST:PORT"):
+        distributed.initialize("auto", "localhost", 2, 0, environ={})
     with pytest.raises(distributed.DistributedError, match="integer"):
         distributed.initialize("auto", environ={"JAX_NUM_PROCESSES": "two"})
     with pytest.raises(distributed.DistributedError, match="mode must be one of"):
@@ -66,6 +68,50 @@ def test_single_process_agreement_is_the_identity():
     assert distributed.agree(True) == 1.0
     assert distributed.agree(2.5) == 2.5
     distributed.assert_same("anything", "config")  # one process always agrees
+
+
+def test_single_process_on_main_runs_here():
+    assert distributed.on_main(lambda: 42, "answering") == 42
+    with pytest.raises(ZeroDivisionError):
+        distributed.on_main(lambda: 1 / 0, "dividing")
+
+
+def test_two_processes_share_decisions_and_process_0_failures(tmp_path):
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    port = _free_port()
+    worker = ROOT / "tests" / "distributed_primitives_worker.py"
+    procs, logs = [], [tmp_path / f"primitives-{i}.log" for i in range(2)]
+    for i in range(2):
+        with open(logs[i], "w") as log:  # files, not pipes: a full pipe stalls the job
+            cmd = [sys.executable, str(worker), str(port), str(i)]
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    try:
+        for proc in procs:
+            proc.wait(timeout=JOB_TIMEOUT_S)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    outputs = [log.read_text() for log in logs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+    first, second = (
+        json.loads(next(x for x in reversed(out.splitlines()) if x.startswith("{")))
+        for out in outputs
+    )
+    assert first["agree"] == second["agree"] == {"value": 1.5}
+    assert first["agree_none"] == second["agree_none"] == {"value": None}
+    assert first["same"] == second["same"] == {"value": None}
+    for result in (first["differ"], second["differ"]):
+        assert result["error"] == "DistributedError"
+        assert "processes [1] run with a different config" in result["message"]
+    assert (first["on_main"], second["on_main"]) == ({"value": 42}, {"value": None})
+    # Process 0 raises its own error; process 1 learns of it instead of waiting.
+    assert first["on_main_fails"]["error"] == "ZeroDivisionError"
+    assert second["on_main_fails"]["error"] == "DistributedError"
+    assert (
+        "process 0 failed while dividing (ZeroDivisionError" in (second["on_main_fails"]["message"])
+    )
 
 
 def test_cli_rejects_an_incomplete_job_description():

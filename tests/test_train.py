@@ -1,12 +1,14 @@
 """Tests for mp3gan.train: data-parallel equivalence, learning, resume, NaN stop, logs."""
 
 import json
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from conftest import ROOT, clicks_and_noise
 
 from configs import tiny
 from mp3gan import audio, checkpoint, train
@@ -103,8 +105,18 @@ def test_nonfinite_loss_stops_with_the_step(tmp_path):
 def test_batch_must_divide_over_devices(tmp_path):
     config = tiny.get_config()
     config.train.batch_size = 6
-    with pytest.raises(ValueError, match="not divisible by the 4 devices"):
+    with pytest.raises(train.ConfigError, match="not divisible by the 4 devices"):
         train.train_and_evaluate(config, tmp_path / "bad")
+
+
+@pytest.mark.parametrize("field", ["data.degradations", "train.eval_degradations"])
+def test_bad_degradations_fail_before_any_work(tmp_path, field):
+    config = tiny.get_config()
+    section, name = field.split(".")
+    config[section][name] = ("mp3:64", "nonsense:1")
+    with pytest.raises(train.ConfigError, match=f"{field}: bad degradation 'nonsense:1'"):
+        train.train_and_evaluate(config, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()  # nothing made, not even the work directory
 
 
 def test_wandb_offline_writes_scalars_and_media(tmp_path, monkeypatch):
@@ -119,3 +131,21 @@ def test_wandb_offline_writes_scalars_and_media(tmp_path, monkeypatch):
     assert any(name.endswith(".wandb") for name in files)
     assert any(name.endswith(".wav") for name in files), files
     assert any(name.endswith(".png") for name in files), files
+
+
+def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "launch" / "train.py"),
+            f"--config={ROOT / 'configs' / 'tiny.py'}",
+            "--config.train.eval_degradations=('nonsense:1',)",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "train.eval_degradations: bad degradation 'nonsense:1'" in result.stderr
+    assert "Traceback" not in result.stderr
