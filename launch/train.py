@@ -63,10 +63,9 @@ def main(argv):
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"workdir/{Path(flags.FLAGS['config'].config_filename).stem}"
     try:
-        train.check_config(config)
-    except train.ConfigError as e:
+        train.train_and_evaluate(config, workdir)
+    except train.ConfigError as e:  # raised before any work, by its first check
         raise app.UsageError(str(e)) from None
-    train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "/tmp/mp3gan-test-jax-cache")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
 import importlib.util  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
@@ -30,6 +32,17 @@ def load_cli(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def train_command(*args: str) -> list[str]:
+    """``launch/train.py`` on ``configs/tiny.py`` with ``args``, as a subprocess command."""
+    train_cli = ROOT / "launch" / "train.py"
+    return [sys.executable, str(train_cli), f"--config={ROOT / 'configs' / 'tiny.py'}", *args]
+
+
+def run_train_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run :func:`train_command` to completion, output captured as text."""
+    return subprocess.run(train_command(*args), capture_output=True, text=True, timeout=120)
 
 
 def clicks_and_noise(n: int, sr: int, channels: int = 1, seed: int = 0) -> np.ndarray:

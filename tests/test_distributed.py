@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_train_cli, train_command
 
 from configs import tiny
 from mp3gan import distributed, train
@@ -80,21 +80,8 @@ def test_two_processes_share_decisions_and_process_0_failures(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     port = _free_port()
     worker = ROOT / "tests" / "distributed_primitives_worker.py"
-    procs, logs = [], [tmp_path / f"primitives-{i}.log" for i in range(2)]
-    for i in range(2):
-        with open(logs[i], "w") as log:  # files, not pipes: a full pipe stalls the job
-            cmd = [sys.executable, str(worker), str(port), str(i)]
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    try:
-        for proc in procs:
-            proc.wait(timeout=JOB_TIMEOUT_S)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    outputs = [log.read_text() for log in logs]
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-3000:]
+    cmds = [[sys.executable, str(worker), str(port), str(i)] for i in range(2)]
+    outputs = _run_processes(cmds, tmp_path, "primitives", env)
     first, second = (
         json.loads(next(x for x in reversed(out.splitlines()) if x.startswith("{")))
         for out in outputs
@@ -115,17 +102,7 @@ def test_two_processes_share_decisions_and_process_0_failures(tmp_path):
 
 
 def test_cli_rejects_an_incomplete_job_description():
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "train.py"),
-            f"--config={ROOT / 'configs' / 'tiny.py'}",
-            "--coordinator_address=localhost:1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_train_cli("--coordinator_address=localhost:1")
     assert result.returncode != 0
     assert "missing num_processes, process_id" in result.stderr
     assert "Traceback" not in result.stderr
@@ -140,6 +117,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_processes(cmds: list[list[str]], tmp_path, tag: str, env: dict) -> list[str]:
+    """Run the processes of one job side by side; asserts each exits 0, returns their
+    output (stdout and stderr)."""
+    procs, logs = [], [tmp_path / f"{tag}-{i}.log" for i in range(len(cmds))]
+    for cmd, log_path in zip(cmds, logs, strict=True):
+        # Files, not pipes: a full pipe would stall one process and so all of them.
+        with open(log_path, "w") as log:
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    try:
+        for proc in procs:
+            proc.wait(timeout=JOB_TIMEOUT_S)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    outputs = [log.read_text() for log in logs]
+    for i, (proc, output) in enumerate(zip(procs, outputs, strict=True)):
+        assert proc.returncode == 0, f"process {i}:\n{output[-5000:]}"
+    return outputs
+
+
 def _launch_job(tmp_path, workdir, overrides: dict, tag: str) -> tuple[str, list[list]]:
     """Run the 2-process job; returns process 0's output and each process's leaves."""
     env = {
@@ -149,9 +147,8 @@ def _launch_job(tmp_path, workdir, overrides: dict, tag: str) -> tuple[str, list
         "WANDB_MODE": "disabled",
     }
     port = _free_port()
-    procs, logs = [], []
-    for i in range(2):
-        cmd = [
+    cmds = [
+        [
             sys.executable,
             str(WORKER),
             f"--config={ROOT / 'configs' / 'tiny.py'}",
@@ -162,24 +159,14 @@ def _launch_job(tmp_path, workdir, overrides: dict, tag: str) -> tuple[str, list
             f"--process_id={i}",
             f"--out={tmp_path / f'{tag}-{i}.npz'}",
         ]
-        logs.append(tmp_path / f"{tag}-{i}.log")
-        # Files, not pipes: a full pipe would stall one process and so both.
-        with open(logs[-1], "w") as log:
-            procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    try:
-        for proc in procs:
-            proc.wait(timeout=JOB_TIMEOUT_S)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-    for i, proc in enumerate(procs):
-        assert proc.returncode == 0, f"process {i}:\n{logs[i].read_text()[-5000:]}"
+        for i in range(2)
+    ]
+    outputs = _run_processes(cmds, tmp_path, tag, env)
     leaves = []
     for i in range(2):
         with np.load(tmp_path / f"{tag}-{i}.npz") as saved:
             leaves.append([saved[f"arr_{k}"] for k in range(len(saved.files))])
-    return logs[0].read_text(), leaves
+    return outputs[0], leaves
 
 
 class _GlobalBatches:
@@ -280,16 +267,13 @@ def test_two_processes_train_like_one_with_all_devices_and_resume(tmp_path, monk
 def test_sigterm_saves_the_step_it_stops_at(tmp_path):
     workdir = tmp_path / "run"
     log_path = tmp_path / "train.log"
-    cmd = [
-        sys.executable,
-        str(ROOT / "launch" / "train.py"),
-        f"--config={ROOT / 'configs' / 'tiny.py'}",
+    cmd = train_command(
         "--config.train.steps=100000",
         "--config.train.log_every=1",
         "--config.train.checkpoint_every=100000",
         "--config.train.eval_every=100000",
         f"--workdir={workdir}",
-    ]
+    )
     metrics = workdir / "metrics.jsonl"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

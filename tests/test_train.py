@@ -1,14 +1,12 @@
 """Tests for mp3gan.train: data-parallel equivalence, learning, resume, NaN stop, logs."""
 
 import json
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import ROOT, clicks_and_noise
+from conftest import clicks_and_noise, run_train_cli
 
 from configs import tiny
 from mp3gan import audio, checkpoint, train
@@ -134,17 +132,8 @@ def test_wandb_offline_writes_scalars_and_media(tmp_path, monkeypatch):
 
 
 def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "launch" / "train.py"),
-            f"--config={ROOT / 'configs' / 'tiny.py'}",
-            "--config.train.eval_degradations=('nonsense:1',)",
-            f"--workdir={tmp_path / 'run'}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_train_cli(
+        "--config.train.eval_degradations=('nonsense:1',)", f"--workdir={tmp_path / 'run'}"
     )
     assert result.returncode != 0
     assert "train.eval_degradations: bad degradation 'nonsense:1'" in result.stderr
