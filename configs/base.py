@@ -34,9 +34,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.cache_dir = ""  # cache of whole-file decodes ("" = encode every crop)
 
     c.model = ml_collections.ConfigDict()
-    # Generator kwargs (mp3gan/models/generator.py): a residual 1-D U-Net.
+    # Generator: ``kind`` ("frame": ConvNeXt on the compressed complex STFT at hop 128,
+    # ~0.47 GMAC per channel-second; "unet": the 1-D U-Net) and that class's kwargs
+    # (mp3gan/models/frame_generator.py, mp3gan/models/unet.py).
     c.model.generator = ml_collections.ConfigDict(models.BASE_GENERATOR)
-    # Discriminator kwargs (mp3gan/models/discriminators.py): multi-period + multi-res STFT.
+    # Discriminator kwargs (mp3gan/models/discriminators.py): multi-period + multi-res STFT,
+    # widths capped so they cost about 1 GMAC per audio-second per pass.
     c.model.discriminator = ml_collections.ConfigDict(models.BASE_DISCRIMINATORS)
 
     c.loss = ml_collections.ConfigDict()
@@ -61,6 +64,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.steps = 200_000  # total generator updates
     c.train.batch_size = 16  # global batch (all devices of all processes)
     c.train.recon_warmup_steps = 5000  # reconstruction-only steps before the GAN starts
+    # Samples of each crop the discriminators judge (a window that moves every step);
+    # half the crop halves their cost, most of a CPU GAN step. 0 = the whole crop.
+    c.train.disc_crop = 16384
     c.train.log_every = 50  # steps between scalar logs
     c.train.eval_every = 5000  # steps between held-out evaluations
     c.train.checkpoint_every = 1000  # steps between checkpoints of the latest state

@@ -13,10 +13,7 @@ def get_config():
     c.data.crop_samples = 2048
     c.data.workers = 0
     c.data.degradations = ("mp3:64", "mp3:128")
-    # Smaller than models.TINY_GENERATOR: two levels keep a CPU step near 0.1 s.
-    c.model.generator = dict(
-        models.TINY_GENERATOR, channels=4, down_factors=(2, 4), dilations=(1, 3), max_channels=8
-    )
+    c.model.generator = dict(models.TINY_GENERATOR)
     c.model.discriminator = dict(models.TINY_DISCRIMINATORS, periods=(2, 3), fft_sizes=(512,))
     c.loss.stft_fft_sizes = (256, 1024)
     c.optim.warmup_steps = 10

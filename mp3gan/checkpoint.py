@@ -27,7 +27,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from mp3gan.files import write_text_atomic
-from mp3gan.models import Generator
+from mp3gan.models import Generator, build_generator
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mp3gan-base"
 
@@ -39,12 +39,6 @@ def config_to_json(config: ml_collections.ConfigDict) -> dict:
 
 def config_from_json(data: dict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(data)
-
-
-def build_generator(config: ml_collections.ConfigDict, seed: int = 0) -> Generator:
-    """The generator described by ``config.model.generator`` (kwargs of Generator)."""
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.generator.items()}
-    return Generator(**kwargs, rngs=nnx.Rngs(seed))
 
 
 def abstract_like(tree: Any) -> Any:
@@ -134,7 +128,9 @@ def save_generator(
 
 def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
     # eval_shape: only shapes, no random init (which costs tens of seconds on a CPU).
-    graphdef, params = nnx.split(nnx.eval_shape(lambda: build_generator(config)))
+    graphdef, params = nnx.split(
+        nnx.eval_shape(lambda: build_generator(config.model.generator, nnx.Rngs(0)))
+    )
     return nnx.merge(graphdef, restore_fn(abstract_like(params)))
 
 

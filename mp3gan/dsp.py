@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.signal as jss
 import numpy as np
+import scipy.signal
 
 
 def stft(x: jax.Array, n_fft: int, hop: int, window: str = "hann") -> jax.Array:
@@ -36,6 +37,56 @@ def istft(z: jax.Array, n_fft: int, hop: int, length: int, window: str = "hann")
     if x.shape[-1] >= length:
         return x[..., :length]
     return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])])
+
+
+@functools.lru_cache(maxsize=16)
+def _periodic_hann(n_fft: int) -> np.ndarray:
+    return scipy.signal.get_window("hann", n_fft).astype(np.float32)
+
+
+def _overlap_add(frames: jax.Array, hop: int) -> jax.Array:
+    """``[..., K, n_fft] -> [..., (K - 1)·hop + n_fft]``, frame ``k`` starting at ``k·hop``."""
+    *lead, count, n_fft = frames.shape
+    ratio = n_fft // hop
+    pieces = frames.reshape(*lead, count, ratio, hop)
+    no_pad = [(0, 0)] * len(lead)
+    total = sum(
+        jnp.pad(pieces[..., i, :], [*no_pad, (i, ratio - 1 - i), (0, 0)]) for i in range(ratio)
+    )
+    return total.reshape(*lead, (count + ratio - 1) * hop)
+
+
+def shape_polymorphic_stft(x: jax.Array, n_fft: int, hop: int) -> jax.Array:
+    """:func:`stft` (Hann window) built from reshapes: the same frames, any ``T >= 1``
+    (for ``T < n_fft`` :func:`stft` pads to ``n_fft`` first and adds all-zero-input frames),
+    and no shape-dependent branch, so a model using it exports with a symbolic length
+    (``jax.export``), which ``jax.scipy.signal``'s STFT does not. ``hop`` must divide
+    ``n_fft``. Frames are centred on ``k·hop`` (zero boundary), 'spectrum' scaling."""
+    if n_fft % hop:
+        raise ValueError(f"hop ({hop}) must divide n_fft ({n_fft})")
+    ratio, length = n_fft // hop, x.shape[-1]
+    # Boundary zeros of n_fft/2 each side, plus zeros to a whole number of hops (scipy's
+    # padded=True): frames k = 0 .. ceil(T / hop) as in stft().
+    # Sizes written so that jax.export can prove them for a symbolic length.
+    n_blocks = (length + hop - 1) // hop + ratio
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_blocks * hop - length - n_fft // 2)])
+    blocks = x.reshape(*x.shape[:-1], n_blocks, hop)
+    count = n_blocks - ratio + 1
+    frames = jnp.concatenate([blocks[..., i : i + count, :] for i in range(ratio)], axis=-1)
+    window = _periodic_hann(n_fft)
+    spec = jnp.fft.rfft(frames * window, axis=-1) / window.sum()
+    return jnp.swapaxes(spec, -1, -2)
+
+
+def shape_polymorphic_istft(z: jax.Array, n_fft: int, hop: int, length: int) -> jax.Array:
+    """Inverse of :func:`shape_polymorphic_stft` (as :func:`istft`: windowed overlap-add
+    divided by the summed squared window), ``length`` samples."""
+    window = _periodic_hann(n_fft)
+    frames = jnp.fft.irfft(jnp.swapaxes(z, -1, -2) * window.sum(), n=n_fft, axis=-1) * window
+    count = frames.shape[-2]
+    norm = _overlap_add(jnp.broadcast_to(jnp.asarray(window**2), (count, n_fft)), hop)
+    x = _overlap_add(frames, hop) / jnp.where(norm > 1e-10, norm, 1.0)
+    return x[..., n_fft // 2 : n_fft // 2 + length]
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ from scipy import ndimage, signal
 
 from mp3gan import files
 from mp3gan.audio import READ_EXTENSIONS, AudioError, check_finite
-from mp3gan.models.generator import BASE_GENERATOR, Generator, receptive_field
+from mp3gan.models import BASE_GENERATOR, Generator, build_generator
 
 MODEL_SAMPLE_RATE = 44100  # rate of the untrained/base model when no config says otherwise
 # Chunk length at the model rate (~3 s at 44.1 kHz). Longer chunks waste less time on
@@ -271,9 +271,7 @@ def _gated(generator: nnx.Module, x: jax.Array) -> jax.Array:
 def generator_margin(generator: nnx.Module) -> int:
     """Samples of context a chunk needs on each side for exact output (receptive field
     plus silence gate), rounded up to the generator's ``total_factor``."""
-    before, after = receptive_field(
-        generator.down_factors, generator.dilations, generator.kernel_size
-    )
+    before, after = generator.context
     need = max(before, after) + SILENCE_GATE
     f = generator.total_factor
     return -(-need // f) * f
@@ -281,7 +279,7 @@ def generator_margin(generator: nnx.Module) -> int:
 
 def untrained_generator(seed: int = 0) -> Generator:
     """The base-size generator with fresh weights: exactly the identity (for testing)."""
-    return Generator(**BASE_GENERATOR, rngs=nnx.Rngs(seed))
+    return build_generator(BASE_GENERATOR, nnx.Rngs(seed))
 
 
 class Restorer:
@@ -493,9 +491,7 @@ def export_to_file(generator: nnx.Module, sample_rate: int, path: str | Path) ->
     (sample rate, receptive field) for users who have only the artifact."""
     path = Path(path)
     blob = export_generator(generator)
-    before, after = receptive_field(
-        generator.down_factors, generator.dilations, generator.kernel_size
-    )
+    before, after = generator.context
     meta = {
         "sample_rate": int(sample_rate),
         "input": "float32 [channels, samples] at sample_rate",

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from mp3gan.models.generator import Generator  # noqa: E402
+from mp3gan.models import Generator, build_generator  # noqa: E402
 from mp3gan.restore import Restorer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,15 +79,18 @@ def signal(channels: int, n: int, seed: int = 0) -> np.ndarray:
     return (0.3 * rng.standard_normal((channels, n))).astype(np.float32)
 
 
-# A small generator (receptive field ~±200 samples) so chunking shows on short clips.
-SMALL = dict(channels=4, down_factors=(2, 2), dilations=(1, 3), kernel_size=3, max_channels=8)
+# Small generators (receptive field a few hundred samples) so chunking shows on short clips.
+SMALL = dict(
+    kind="unet", channels=4, down_factors=(2, 2), dilations=(1, 3), kernel_size=3, max_channels=8
+)
+SMALL_FRAME = dict(kind="frame", n_fft=64, hop=16, dim=8, mlp_ratio=2, dilations=(1, 2))
 
 
 def random_generator(seed: int = 1, size: dict = SMALL) -> Generator:
-    """The small generator with random weights (not the identity an untrained one is, which
+    """A small generator with random weights (not the identity an untrained one is, which
     would hide chunking errors). Built abstractly and filled with numpy draws: eager
     initialisation compiles every op once and costs tens of seconds on 2 cores."""
-    abstract = nnx.eval_shape(lambda: Generator(**size, rngs=nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: build_generator(size, nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     rng = np.random.default_rng(seed)
 
@@ -101,9 +104,10 @@ def random_generator(seed: int = 1, size: dict = SMALL) -> Generator:
     return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(draw, state))
 
 
-@pytest.fixture(scope="module")
-def gen():
-    return random_generator()
+@pytest.fixture(scope="module", params=["unet", "frame"])
+def gen(request):
+    """A small random generator of each kind: the restore and export tests run for both."""
+    return random_generator(size=SMALL if request.param == "unet" else SMALL_FRAME)
 
 
 @pytest.fixture(scope="module")

@@ -61,8 +61,10 @@ def test_output_structure(length):
         assert layers[0].shape[1:] == (ceil_div(ceil_div(length, period), 3), period, 4)
     for n_fft, layers in zip(fft_sizes, features[len(periods) :], strict=True):
         frames = ceil_div(max(length, n_fft), n_fft // 4) + 1  # centred frames, end padded
-        assert layers[0].shape[1:] == (frames, n_fft // 2 + 1, 4)  # [B, time, freq, C]
-        assert layers[-1].shape[2] == ceil_div(n_fft // 2 + 1, 8)  # three stride-2 convs
+        # [B, time, freq, C]: the first conv patches frequency by 4, three more halve it.
+        patched = ceil_div(n_fft // 2 + 1, 4)
+        assert layers[0].shape[1:] == (frames, patched, 4)
+        assert layers[-1].shape[2] == ceil_div(patched, 8)
 
 
 def test_gradients_are_finite_and_reach_every_first_conv():
@@ -119,4 +121,4 @@ def test_param_counts():
     n_tiny, n_base = count_params(tiny), count_params(base)
     print(f"discriminator params: tiny {n_tiny:,}, base {n_base:,}")
     assert n_tiny < 100_000
-    assert 5_000_000 < n_base < 30_000_000
+    assert 100_000 < n_base < 2_000_000  # widths capped for a CPU (LARGE is HiFi-GAN-like)

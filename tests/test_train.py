@@ -86,7 +86,7 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert [x["step"] for x in lines if "g_loss" in x] == [10, 20, 30]
     # The trained generator loads back for inference with its config.
     generator, config = checkpoint.load_generator(tmp_path / "resumed")
-    assert config.model.generator.channels == tiny.get_config().model.generator["channels"]
+    assert config.model.generator.dim == tiny.get_config().model.generator["dim"]
     out = generator(jnp.zeros((1, 1000)))
     assert out.shape == (1, 1000)
 

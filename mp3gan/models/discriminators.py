@@ -167,7 +167,10 @@ class STFTDiscriminator(nnx.Module):
     phase carries *when* energy happens inside a frame, and pre-echo is exactly noise
     that arrives before the onset within the same transform block. A magnitude-only
     discriminator cannot tell pre-echo from a correctly timed attack in the same frame.
-    Hop is ``n_fft // 4``; strides halve the frequency axis, dilations grow along time.
+    Hop is ``n_fft // 4``. The first conv patches the frequency axis (stride ``patch``),
+    later ones halve it and dilate along time. Patching first is what makes it
+    affordable on a CPU: few-channel 2-D convs over every bin run far below the
+    machine's peak, and their backward pass several times slower again.
     """
 
     def __init__(
@@ -175,16 +178,17 @@ class STFTDiscriminator(nnx.Module):
         n_fft: int,
         channels: int = 32,
         dilations: Sequence[int] = (1, 2, 4),
+        patch: int = 4,
         *,
         rngs: nnx.Rngs,
     ):
         self.n_fft = int(n_fft)
         self.hop = self.n_fft // 4
         self.input_gain = _unit_noise_gain(self.n_fft)
-        kernel = (3, 9)  # (time, freq)
-        convs = [WeightNormConv2d(2, channels, kernel, rngs=rngs)]
+        patch = int(patch)
+        convs = [WeightNormConv2d(2, channels, (3, 2 * patch + 1), (1, patch), rngs=rngs)]
         for d in dilations:
-            convs.append(WeightNormConv2d(channels, channels, kernel, (1, 2), (d, 1), rngs=rngs))
+            convs.append(WeightNormConv2d(channels, channels, (3, 5), (1, 2), (d, 1), rngs=rngs))
         convs.append(WeightNormConv2d(channels, channels, (3, 3), rngs=rngs))
         self.convs = nnx.List(convs)
         self.post = WeightNormConv2d(channels, 1, (3, 3), rngs=rngs)
@@ -202,11 +206,12 @@ class MultiResolutionSTFTDiscriminator(nnx.Module):
         self,
         fft_sizes: Sequence[int] = (512, 1024, 2048),
         channels: int = 32,
+        patch: int = 4,
         *,
         rngs: nnx.Rngs,
     ):
         self.discriminators = nnx.List(
-            [STFTDiscriminator(n, channels, rngs=rngs) for n in fft_sizes]
+            [STFTDiscriminator(n, channels, patch=patch, rngs=rngs) for n in fft_sizes]
         )
 
     def __call__(self, x: jax.Array) -> Output:
@@ -222,7 +227,14 @@ TINY_DISCRIMINATORS = dict(
     fft_sizes=(512, 1024, 2048),
     stft_channels=4,
 )
+# Sized so the discriminators do not dominate a CPU step: HiFi-GAN's MPD (32 → 1024
+# channels) costs ~10 GMAC per audio-second per pass and 32-channel STFT discriminators
+# ~7; capped at 64 and 16 channels they cost ~0.4 + ~0.3 (benchmarks/models.py prints it).
 BASE_DISCRIMINATORS = dict(
+    TINY_DISCRIMINATORS, period_channels=16, period_max_channels=64, stft_channels=16
+)
+# For a GPU: HiFi-GAN-like widths (~18 GMAC per audio-second per pass).
+LARGE_DISCRIMINATORS = dict(
     TINY_DISCRIMINATORS, period_channels=32, period_max_channels=512, stft_channels=32
 )
 
@@ -241,6 +253,7 @@ class Discriminators(nnx.Module):
         period_max_channels: int = 512,
         fft_sizes: Sequence[int] = (512, 1024, 2048),
         stft_channels: int = 32,
+        stft_patch: int = 4,
         *,
         rngs: nnx.Rngs,
     ):
@@ -248,7 +261,7 @@ class Discriminators(nnx.Module):
             tuple(periods), period_channels, period_max_channels, rngs=rngs
         )
         self.multi_resolution_stft = MultiResolutionSTFTDiscriminator(
-            tuple(fft_sizes), stft_channels, rngs=rngs
+            tuple(fft_sizes), stft_channels, stft_patch, rngs=rngs
         )
 
     def __call__(self, x: jax.Array) -> Output:

@@ -1,4 +1,4 @@
-"""Generator: exact identity at init, shape handling, purity, receptive field."""
+"""The 1-D U-Net generator (kind "unet"): identity at init, shapes, purity, receptive field."""
 
 import jax
 import jax.numpy as jnp
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mp3gan.models import BASE_GENERATOR, TINY_GENERATOR, Generator
-from mp3gan.models.generator import receptive_field
+from mp3gan.models import BASE_UNET, TINY_UNET, UNetGenerator
+from mp3gan.models.unet import receptive_field
 
 
 def fast_rngs(seed: int = 0) -> nnx.Rngs:
@@ -37,10 +37,10 @@ def count_params(module: nnx.Module) -> int:
 
 @pytest.fixture(scope="module")
 def tiny():
-    return Generator(**TINY_GENERATOR, rngs=fast_rngs())
+    return UNetGenerator(**TINY_UNET, rngs=fast_rngs())
 
 
-def perturbed(model: Generator, seed: int = 1) -> tuple[nnx.GraphDef, nnx.State]:
+def perturbed(model: UNetGenerator, seed: int = 1) -> tuple[nnx.GraphDef, nnx.State]:
     """``(graphdef, params)`` with a non-zero output conv, so the whole network is live."""
     graphdef, params = nnx.split(model, nnx.Param)
     params = jax.tree.map(jnp.array, params)  # a copy: the shared fixture stays untrained
@@ -78,14 +78,14 @@ def test_untrained_generator_is_bit_exact_identity(tiny, length):
 
 
 def test_leaky_relu_variant_is_identity_too():
-    model = Generator(**dict(TINY_GENERATOR, activation="leaky_relu"), rngs=fast_rngs())
+    model = UNetGenerator(**dict(TINY_UNET, activation="leaky_relu"), rngs=fast_rngs())
     x = noise(0, (2, 100))
     np.testing.assert_array_equal(np.asarray(model(x)), np.asarray(x))
 
 
 def test_unknown_activation_is_rejected():
     with pytest.raises(ValueError, match="activation"):
-        Generator(**dict(TINY_GENERATOR, activation="tanh"), rngs=fast_rngs())
+        UNetGenerator(**dict(TINY_UNET, activation="tanh"), rngs=fast_rngs())
 
 
 def test_state_is_params_only(tiny):
@@ -95,7 +95,7 @@ def test_state_is_params_only(tiny):
 
 def test_documented_receptive_field():
     assert receptive_field((2, 4, 4, 4), (1, 3, 9), 7) == (10660, 10660)
-    model = nnx.eval_shape(lambda: Generator(**BASE_GENERATOR, rngs=fast_rngs()))
+    model = nnx.eval_shape(lambda: UNetGenerator(**BASE_UNET, rngs=fast_rngs()))
     assert model.receptive_field == 21321
     assert model.receptive_field / 44100 > 0.45  # seconds; MP3 pre-echo is < 30 ms
     # By hand: in/out convs 1+1 each side; two level-0 stacks of two k=3 convs, 4 each
@@ -108,7 +108,7 @@ def test_jitted_split_merge_backward_and_receptive_field_of_default_size(tiny):
     """One jitted pass at the default architecture: finite grads and the RF bound."""
     graphdef, params = perturbed(tiny)
     before, after = receptive_field(
-        TINY_GENERATOR["down_factors"], TINY_GENERATOR["dilations"], TINY_GENERATOR["kernel_size"]
+        TINY_UNET["down_factors"], TINY_UNET["dilations"], TINY_UNET["kernel_size"]
     )
     margin = 4 * tiny.total_factor  # keeps the padded ends out of reach of the probes
     length = before + after + 2 * margin
@@ -130,7 +130,7 @@ def test_jitted_split_merge_backward_and_receptive_field_of_default_size(tiny):
 
 
 def test_receptive_field_is_exact_over_every_phase():
-    model = Generator(**SMALL_ODD, rngs=fast_rngs())
+    model = UNetGenerator(**SMALL_ODD, rngs=fast_rngs())
     graphdef, params = perturbed(model)
     before, after = receptive_field(
         SMALL_ODD["down_factors"], SMALL_ODD["dilations"], SMALL_ODD["kernel_size"]
@@ -147,7 +147,7 @@ def test_receptive_field_is_exact_over_every_phase():
 
 
 def test_param_counts(tiny):
-    base = nnx.eval_shape(lambda: Generator(**BASE_GENERATOR, rngs=fast_rngs()))
+    base = nnx.eval_shape(lambda: UNetGenerator(**BASE_UNET, rngs=fast_rngs()))
     n_tiny, n_base = count_params(tiny), count_params(base)
     print(f"generator params: tiny {n_tiny:,}, base {n_base:,}")
     assert 10_000 < n_tiny < 500_000

@@ -1,4 +1,4 @@
-"""Waveform-to-waveform generator: a residual 1-D U-Net that undoes MP3 coding artefacts.
+"""The 1-D U-Net generator (kind "unet"): a residual waveform U-Net that undoes MP3 artefacts.
 
 The decoded MP3 already has the right pitch, timing and most of the spectrum, so the
 network only has to learn a *correction*: ``y = x + correction(x)``. The last conv is
@@ -13,8 +13,12 @@ default size (``down_factors=(2, 4, 4, 4)``, ``dilations=(1, 3, 9)``, ``kernel_s
 each output sample sees 10,660 samples before and 10,660 after it: a receptive field of
 21,321 samples = 483.5 ms (±241.7 ms) at 44.1 kHz; see :func:`receptive_field`.
 
-Sizes: ``TINY_GENERATOR`` (tests, ~29 k params, all levels 8 wide) and
-``BASE_GENERATOR`` (training, ~4.6 M params; widths 32, 64, 128, 128, 128 from full
+It spends its compute at the sample rate (~60 GMAC per channel-second at the base size,
+against ~0.5 for :mod:`mp3gan.models.frame_generator`), so it is kept for comparison,
+selected by ``model.generator.kind = "unet"``.
+
+Sizes: ``TINY_UNET`` (tests, ~29 k params, all levels 8 wide) and
+``BASE_UNET`` (training, ~4.6 M params; widths 32, 64, 128, 128, 128 from full
 rate down to 1/128 rate).
 """
 
@@ -179,8 +183,8 @@ def receptive_field(
     return before, after
 
 
-# Keyword sets for ``Generator(**cfg, rngs=...)``; configs may copy them.
-TINY_GENERATOR = dict(
+# Keyword sets for ``UNetGenerator(**cfg, rngs=...)``; configs may copy them.
+TINY_UNET = dict(
     channels=8,
     down_factors=(2, 4, 4, 4),
     dilations=(1, 3, 9),
@@ -188,10 +192,10 @@ TINY_GENERATOR = dict(
     max_channels=8,
     activation="snake",
 )
-BASE_GENERATOR = dict(TINY_GENERATOR, channels=32, max_channels=128)
+BASE_UNET = dict(TINY_UNET, channels=32, max_channels=128)
 
 
-class Generator(nnx.Module):
+class UNetGenerator(nnx.Module):
     """Residual 1-D U-Net: ``[B, T] -> [B, T]``, output = input + learned correction.
 
     Mono per call: the caller folds channels into the batch (a stereo clip is two rows).
@@ -254,9 +258,14 @@ class Generator(nnx.Module):
         return math.prod(self.down_factors)
 
     @property
+    def context(self) -> tuple[int, int]:
+        """Samples ``(before, after)`` that can influence one output sample."""
+        return receptive_field(self.down_factors, self.dilations, self.kernel_size)
+
+    @property
     def receptive_field(self) -> int:
         """Total receptive field in samples (before + after + the sample itself)."""
-        before, after = receptive_field(self.down_factors, self.dilations, self.kernel_size)
+        before, after = self.context
         return before + after + 1
 
     def __call__(self, x: jax.Array) -> jax.Array:
