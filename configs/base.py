@@ -70,6 +70,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.log_every = 50  # steps between scalar logs
     c.train.eval_every = 5000  # steps between held-out evaluations
     c.train.checkpoint_every = 1000  # steps between checkpoints of the latest state
+    # Wall-time schedule, beside the step counts above, so a slow machine (a CPU) shows
+    # results within minutes while a fast one keeps its step schedule; 0 = off.
+    c.train.log_minutes = 1.0  # also log scalars when this long has passed since the last
+    c.train.first_eval_minutes = 5.0  # first held-out evaluation (numbers, audio, figures)
+    c.train.eval_minutes = 15.0  # then evaluate at least this often
     c.train.checkpoint_minutes = 10.0  # also save when this long has passed since the last
     c.train.keep_checkpoints = 2  # latest checkpoints kept (the best is kept apart)
     c.train.eval_clips = 8  # held-out clips per evaluation

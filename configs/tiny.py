@@ -26,6 +26,8 @@ def get_config():
     c.train.eval_clips = 2
     c.train.eval_clip_seconds = 0.5
     c.train.eval_degradations = ("mp3:64",)
+    # Step schedule only: tests compare logs and checkpoints step by step.
+    c.train.log_minutes = c.train.first_eval_minutes = c.train.eval_minutes = 0.0
     c.wandb.mode = "disabled"
     c.wandb.media_clips = 1
     return c

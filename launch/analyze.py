@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="analysis.png", help="output image (default analysis.png)")
     args = p.parse_args(argv)
 
-    from mp3gan.plots import analyze_file
+    from mp3gan.evaluate_run import analyze_file
 
     path = analyze_file(
         args.reference,

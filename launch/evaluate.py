@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
         data, split, data_config = DEFAULT_CORPUS, "test", get_config().data
 
-    from mp3gan.evaluate import run_evaluation
+    from mp3gan.evaluate_run import run_evaluation
 
     command = shlex.join(
         ["python", "launch/evaluate.py", *(sys.argv[1:] if argv is None else argv)]

@@ -3,7 +3,11 @@
     python launch/train.py --config configs/base.py --workdir workdir/base
     python launch/train.py --config configs/tiny.py --config.train.steps=100
 
-Rerunning the same command resumes from the work directory's latest checkpoint.
+Rerunning the same command resumes from the work directory's latest checkpoint (a
+changed data path, model, loss or degradations is refused: use a new --workdir, or
+--allow_config_change). --workdir defaults to workdir/<config file name>. Every field
+of the config can be set as --config.SECTION.FIELD=VALUE; configs/base.py lists them
+all, each with a comment. Ctrl-C or SIGTERM saves a checkpoint and stops.
 
 Several processes (hosts, or GPUs under SLURM) train one model together when launched as
 a multi-process job: under ``srun`` with several tasks, ``mpirun``, on a Cloud TPU VM, or
@@ -13,6 +17,10 @@ with an explicit coordinator (docs/CLUSTER.md):
         --coordinator_address=host0:1234 --num_processes=2 --process_id=0   # and =1
 """
 
+import difflib
+import importlib.util
+import re
+import signal
 import sys
 from pathlib import Path
 
@@ -23,7 +31,9 @@ from ml_collections import config_flags
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (checkpoints, logs).")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Work directory (checkpoints, logs, media); default workdir/<config name>."
+)
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed",
     "auto",
@@ -43,7 +53,72 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "This process's index (default: $JAX_PROCESS_ID).", lower_bound=0
 )
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change",
+    False,
+    "Resume a work directory even though the config's data, model, loss or degradations "
+    "differ from the ones it was started with.",
+)
 flags.mark_flags_as_required(["config"])
+
+_PROG = "launch/train.py"
+
+
+def _config_file(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+    """The first ``--config.a.b=…`` naming no field of the config, with close matches."""
+    path = _config_file(argv)
+    if path is None or not Path(path).is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("config_for_help", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    for arg in argv:
+        match = re.match(r"--config\.([\w.]+)", arg)
+        if not match:
+            continue
+        node, walked = config, []
+        for part in match.group(1).split("."):
+            keys = list(node.keys()) if hasattr(node, "keys") else []
+            if part not in keys:
+                close = difflib.get_close_matches(part, keys, n=3)
+                prefix = ".".join(walked)
+                hint = ", ".join(f"{prefix}.{c}" if prefix else c for c in close)
+                hint = f" (did you mean {hint}?)" if hint else ""
+                return f"unknown config field {match.group(1)!r}{hint}; see {path}"
+            node, walked = node[part], [*walked, part]
+    return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with ``--help`` exiting 0 and every mistake in one line."""
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+        print(__doc__)
+        print(flags.FLAGS.module_help(sys.modules[__name__]))
+        sys.exit(0)
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - config overrides raise all kinds of errors
+        message = _unknown_override(argv) or str(e).strip().splitlines()[0].strip("'\"")
+        sys.exit(f"{_PROG}: error: {message} (--help lists the flags)")
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM during start-up, raised like Ctrl-C so the same clean-up runs."""
+
+
+def _interrupt_on_sigterm(signum, frame) -> None:
+    del signum, frame
+    raise _Interrupted
 
 
 def main(argv):
@@ -58,15 +133,32 @@ def main(argv):
         )
     except distributed.DistributedError as e:
         raise app.UsageError(str(e)) from None
+    import jax
+
     from mp3gan import train
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"workdir/{Path(flags.FLAGS['config'].config_filename).stem}"
+    if not jax.distributed.is_initialized():
+        # A lone process: SIGTERM during start-up (corpus, loader, compile) unwinds like
+        # Ctrl-C, so the loader's workers are stopped; the training loop itself turns
+        # both into "save and stop". In a job, JAX's preemption service owns SIGTERM.
+        signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
-        train.train_and_evaluate(config, workdir)
+        train.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CHANGE.value)
     except train.ConfigError as e:  # raised before any work, by its first check
         raise app.UsageError(str(e)) from None
+    except FloatingPointError as e:  # the run diverged; the message names the step
+        sys.exit(f"{_PROG}: training stopped: {e}")
+    except KeyboardInterrupt as e:
+        name = "SIGTERM" if isinstance(e, _Interrupted) else "SIGINT"
+        print(
+            f"{_PROG}: stopped by {name} before a checkpoint could be written for the "
+            "current step; rerun the same command to resume from the last one",
+            file=sys.stderr,
+        )
+        sys.exit(143 if name == "SIGTERM" else 130)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -32,8 +32,6 @@ from mp3gan import dsp, metrics
 # frame, and a longer frame would itself put pre-echo into the band we fill.
 N_FFT = 512
 HOP = N_FFT // 4
-# A cutoff at or above this fraction of Nyquist means there is no lost band to fill.
-FULL_BAND_FRACTION = 0.95
 # Below this there is too little band left to learn an envelope from.
 MIN_CUTOFF_HZ = 1000.0
 # The envelope fit and the copy source stop short of the cutoff: the encoder's low-pass
@@ -63,7 +61,7 @@ def detect_cutoff(audio: np.ndarray, sample_rate: int) -> float | None:
     cutoff = metrics.cutoff_frequency(audio, sample_rate)
     if cutoff is None or not np.isfinite(cutoff):
         return None
-    if cutoff >= FULL_BAND_FRACTION * sample_rate / 2 or cutoff < MIN_CUTOFF_HZ:
+    if cutoff >= metrics.FULL_BAND_FRACTION * sample_rate / 2 or cutoff < MIN_CUTOFF_HZ:
         return None
     return float(cutoff)
 

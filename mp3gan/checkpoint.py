@@ -41,6 +41,11 @@ def config_from_json(data: dict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(data)
 
 
+def write_config(path: str | Path, config: ml_collections.ConfigDict) -> None:
+    """A config as indented JSON, atomically (the work directory's ``config.json``)."""
+    write_text_atomic(path, json.dumps(config_to_json(config), indent=2) + "\n")
+
+
 def abstract_like(tree: Any) -> Any:
     """Shape/dtype placeholders for orbax to restore into."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
@@ -114,6 +119,65 @@ def restore_step(
     return step, restored.generator, restored.train, restored.loader
 
 
+class TrainCheckpoints:
+    """A training work directory's checkpoints: the latest steps and the best one.
+
+    Owns both orbax managers and the layout of a step (see the module docstring), so the
+    trainer only says *when* to save and what the score was.
+    """
+
+    def __init__(self, workdir: str | Path, keep: int = 2):
+        self.latest, self.best = managers(workdir, keep=keep)
+
+    def latest_step(self) -> int | None:
+        return self.latest.latest_step()
+
+    def restore(self, state, loader):
+        """The latest saved state (and the loader moved to its position), or None."""
+        from mp3gan.steps import checkpoint_items, state_from_checkpoint
+
+        restored = restore_step(self.latest, *checkpoint_items(state))
+        if restored is None:
+            return None
+        _, g_params, train, loader_state = restored
+        loader.set_state(loader_state)
+        return state_from_checkpoint(g_params, train)
+
+    def save(
+        self,
+        step: int,
+        host_state,
+        loader_state: dict,
+        config: ml_collections.ConfigDict,
+        score: float | None = None,
+        lower_is_better: bool = True,
+    ) -> None:
+        """Save ``step`` as the latest, and as the best when ``score`` (the evaluation's
+        ``train.best_metric``) is given; the best manager keeps the best by score."""
+        from mp3gan.steps import checkpoint_items
+
+        g_params, train = checkpoint_items(host_state)
+        save_step(self.latest, step, g_params, train, loader_state, config)
+        if score is not None:
+            ranked = {"score": score if lower_is_better else -score}
+            save_step(self.best, step, g_params, train, loader_state, config, ranked)
+        if jax.process_count() > 1:
+            # Orbax's background commit reports the saved step to JAX's preemption
+            # service; let it land before the loop reports later steps, or a notice in
+            # between would pick a stop step already passed.
+            self.wait()
+
+    def wait(self) -> None:
+        """Block until every save has been committed."""
+        self.latest.wait_until_finished()
+        self.best.wait_until_finished()
+
+    def close(self) -> None:
+        self.wait()
+        self.latest.close()
+        self.best.close()
+
+
 def save_generator(
     path: str | Path, generator: Generator, config: ml_collections.ConfigDict
 ) -> None:
@@ -123,7 +187,7 @@ def save_generator(
     params = jax.tree.map(np.asarray, nnx.state(generator, nnx.Param))
     with ocp.StandardCheckpointer() as checkpointer:
         checkpointer.save(path / "generator", params, force=True)
-    write_text_atomic(path / "config.json", json.dumps(config_to_json(config), indent=2) + "\n")
+    write_config(path / "config.json", config)
 
 
 def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
@@ -153,7 +217,8 @@ def load_generator(
             else "no such checkpoint"
         )
         raise FileNotFoundError(f"{path}: {hint}")
-    if (path / "config.json").is_file():
+    # A training work directory has a config.json too, but no generator item beside it.
+    if (path / "config.json").is_file() and (path / "generator").is_dir():
         config = config_from_json(json.loads((path / "config.json").read_text()))
         with ocp.StandardCheckpointer() as checkpointer:
             generator = _restore_into(

@@ -198,9 +198,34 @@ def _coordinator():
     after 30 s, far less than an evaluation or a compilation can take. JAX has no public
     accessor for the client yet; ``multihost_utils`` reads the same attribute.
     """
-    from jax._src import distributed as jax_distributed
+    return jax_internal_state().client
 
-    return jax_distributed.global_state.client
+
+def jax_internal_state():
+    """JAX's own distributed state: its coordination-service ``client`` and its
+    ``preemption_sync_manager``.
+
+    Private API (``jax._src.distributed.global_state``), read in this one place: JAX has
+    no public accessor for either yet. If a JAX release moves it, this says so plainly
+    (and ``tests/test_distributed.py`` fails on it) instead of an AttributeError deep in
+    a training run.
+    """
+    try:
+        from jax._src import distributed as jax_distributed
+
+        state = jax_distributed.global_state
+    except (ImportError, AttributeError) as e:
+        raise DistributedError(
+            f"jax {jax.__version__} no longer has jax._src.distributed.global_state, which "
+            "mp3gan reads for the coordination client; mp3gan.distributed needs updating"
+        ) from e
+    missing = [a for a in ("client", "preemption_sync_manager") if not hasattr(state, a)]
+    if missing:
+        raise DistributedError(
+            f"jax {jax.__version__}: jax._src.distributed.global_state has no "
+            f"{', '.join(missing)}; mp3gan.distributed needs updating"
+        )
+    return state
 
 
 def _from_main(text: str, timeout_s: float) -> str:
@@ -299,44 +324,51 @@ def assert_same(text: str, what: str, timeout_s: float = WAIT_S) -> None:
 
 
 class PreemptionWatch:
-    """Turns SIGTERM into "save and stop at this step", agreed by every process.
+    """Turns SIGTERM (and, in a lone process, Ctrl-C) into "save and stop at this step",
+    agreed by every process.
 
-    In a multi-process job JAX's preemption service receives the signal and picks the
-    step (``multihost_utils.reached_preemption_sync_point``: the step after the furthest
+    In a multi-process job JAX's preemption service receives SIGTERM and picks the step
+    (``multihost_utils.reached_preemption_sync_point``: the step after the furthest
     process's), so that all processes save together; with the service switched off
     (``jax_enable_preemption_service=False``) SIGTERM is left to its default. A lone
-    process catches SIGTERM itself while the watch is open (``with``), and stops after
-    the current step.
+    process catches SIGTERM and SIGINT itself while the watch is open (``with``), and
+    stops after the current step; a second Ctrl-C stops at once.
     """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self._received = threading.Event()
-        self._previous = None
+        self._previous: dict[int, object] = {}
+        self.signal_name = "SIGTERM"
 
     def __enter__(self) -> PreemptionWatch:
         if not jax.distributed.is_initialized():
             try:
-                self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+                for signum in self.SIGNALS:
+                    self._previous[signum] = signal.signal(signum, self._on_signal)
             except ValueError:  # not the main thread: signals cannot be caught here
-                self._previous = None
+                self._previous = {}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _on_signal(self, signum, frame) -> None:
-        del signum, frame
+        del frame
+        if self._received.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
+        self.signal_name = signal.Signals(signum).name
         self._received.set()
 
     def should_stop(self, step: int) -> bool:
         """Call at every step, on every process: whether to save now and stop."""
         if jax.distributed.is_initialized():
-            from jax._src import distributed as jax_distributed
             from jax.experimental import multihost_utils
 
-            if jax_distributed.global_state.preemption_sync_manager is None:
+            if jax_internal_state().preemption_sync_manager is None:
                 return False  # the service is switched off
             return multihost_utils.reached_preemption_sync_point(step)
         return self._received.is_set()

@@ -1,21 +1,41 @@
-"""Training logs: wandb (offline by default, never required), a JSONL file, eval media.
+"""Training logs: the writer. It writes what it is given and computes nothing.
 
-Every scalar goes to ``<workdir>/metrics.jsonl`` as well as to wandb, so a run can be
-read without an account. At evaluation the held-out clips are scored for the MP3 input
-and for the restoration (lesson 2), and a few clips are logged as audio with a
-spectrogram / pre-echo / coherence figure.
+Every scalar goes to ``<workdir>/metrics.jsonl`` as well as to wandb (offline by default,
+never required), so a run can be read without an account. Evaluation media (audio and
+figures, computed by :mod:`mp3gan.evaluate`) go to wandb and to
+``<workdir>/media/step_<N>/`` as FLAC and PNG files, so they can be heard and seen
+without wandb too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 import ml_collections
 import numpy as np
+import soundfile as sf
 
-from mp3gan import evaluate, plots
+from mp3gan.files import atomic_path
+
+
+@dataclasses.dataclass
+class Media:
+    """One clip's media: audio by kind (``[C, T]`` arrays) and a matplotlib figure."""
+
+    name: str
+    sample_rate: int
+    audio: dict[str, np.ndarray]
+    figure: object
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file and wandb key: letters, digits, ``.``, ``_`` and ``-`` only
+    (wandb media keys and several filesystems refuse ``:``, ``@``, ``/``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "clip"
 
 
 class Logger:
@@ -23,7 +43,6 @@ class Logger:
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: Path, is_main: bool = True):
         self.is_main = is_main
-        self.config = config
         self.workdir = Path(workdir)
         self.run = None
         if not is_main:
@@ -50,53 +69,37 @@ class Logger:
         if self.run is not None:
             self.run.log(scalars, step=step)
 
-    def log_evaluation(self, step: int, predict, clips: list[dict]) -> dict[str, float]:
-        """Score ``predict`` on ``clips``; returns the model's mean output metrics."""
-        records = evaluate.evaluate_clips({"model": predict}, clips)
-        summary = evaluate.summarize(records)
-        flat: dict[str, float] = {}
-        for row in summary:
-            if row["method"] != "model":
-                continue
-            for metric, stats in row["metrics"].items():
-                for part in ("input", "output", "improvement"):
-                    # None marks an undefined metric (e.g. pre-echo without onsets).
-                    if stats[part]["mean"] is not None:
-                        flat[f"eval/{row['degradation']}/{metric}/{part}"] = stats[part]["mean"]
-        means: dict[str, list[float]] = {}
-        for record in records:
-            for metric, value in record["output"].items():
-                if value is not None:
-                    means.setdefault(metric, []).append(value)
-        best = {k: float(np.mean(v)) for k, v in means.items()}
-        if self.is_main:
-            self.log_scalars(step, flat)
-            self._log_media(step, predict, clips)
-        return best
-
-    def _log_media(self, step: int, predict, clips: list[dict]) -> None:
-        if self.run is None:
+    def log_media(self, step: int, media: list[Media]) -> None:
+        """Write each clip's audio (FLAC) and figure (PNG) to the work directory, and to
+        wandb when it runs."""
+        if not self.is_main:
             return
-        import matplotlib.pyplot as plt
-        import wandb
+        folder = self.workdir / "media" / f"step_{step:07d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        logged = {}
+        for item in media:
+            name = safe_name(item.name)
+            for kind, audio in item.audio.items():
+                # FLAC holds [-1, 1]: clip what a restoration overshoots (listening copy).
+                clipped = np.clip(np.asarray(audio, np.float32), -1.0, 1.0).T
+                with atomic_path(folder / f"{name}.{kind}.flac") as tmp:
+                    sf.write(tmp, clipped, item.sample_rate, format="FLAC", subtype="PCM_24")
+                if self.run is not None:
+                    import wandb
 
-        media = {}
-        for clip in clips[: self.config.wandb.media_clips]:
-            sr = clip["sample_rate"]
-            restored = predict(clip["degraded"], sr)
-            name = f"{clip['name']}@{clip['degradation']}"
-            for kind, audio in (
-                ("reference", clip["reference"]),
-                ("mp3", clip["degraded"]),
-                ("restored", restored),
-            ):
-                media[f"audio/{name}/{kind}"] = wandb.Audio(audio.T, sample_rate=sr)
-            fig = plots.restoration_figure(
-                clip["reference"], clip["degraded"], restored, sr, title=f"{name}, step {step}"
-            )
-            media[f"figure/{name}"] = wandb.Image(fig)
-            plt.close(fig)
-        self.run.log(media, step=step)
+                    audio_t = np.asarray(audio).T
+                    logged[f"audio/{name}/{kind}"] = wandb.Audio(
+                        audio_t, sample_rate=item.sample_rate
+                    )
+            png = folder / f"{name}.png"
+            with atomic_path(png) as tmp:
+                item.figure.savefig(tmp, format="png", dpi=item.figure.dpi)
+            if self.run is not None:
+                import wandb
+
+                logged[f"figure/{name}"] = wandb.Image(str(png))
+        if logged:
+            self.run.log(logged, step=step)
 
     def finish(self) -> None:
         if self.run is not None:

@@ -13,8 +13,9 @@
 
 All spectra come from :mod:`mp3gan.dsp`. Figures are plain ``matplotlib.figure.Figure``
 objects on the Agg canvas: nothing is registered with pyplot, so nothing needs closing
-and training loops cannot leak figures. :func:`analyze_file` is the ``launch/analyze.py``
-entry point.
+and training loops cannot leak figures. Drawing only: what to
+draw is decided by the callers (:mod:`mp3gan.evaluate_run`'s ``analyze_file``, the
+trainer's evaluation).
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mp3gan import baselines, dsp, metrics
-from mp3gan.degrade import parse_degradation
-from mp3gan.evaluate import align_output, load_reference, model_method
+from mp3gan import dsp, metrics
 from mp3gan.files import atomic_path
 
 FIGSIZE = (16.0, 10.0)  # inches; at DPI this is the PNG's size in pixels
@@ -99,7 +98,7 @@ def restoration_figure(
     """Spectrograms, pre-echo zoom and coherence of reference / MP3 / restored.
 
     Arrays are ``[C, T]`` or ``[T]`` (channels are averaged for display); the MP3 and
-    restored signals are aligned to the reference first (:func:`evaluate.align_output`).
+    restored signals are aligned to the reference first (:func:`metrics.align_output`).
     """
     reference = np.asarray(reference, dtype=np.float32)
     ref2 = reference if reference.ndim == 2 else reference[None]
@@ -108,7 +107,9 @@ def restoration_figure(
     cutoff = metrics.cutoff_frequency(degraded, sample_rate)
     for key, x in (("mp3", degraded), ("restored", restored)):
         band = cutoff if np.isfinite(cutoff) else None
-        aligned, lag, polarity = align_output(ref2, np.asarray(x, np.float32), sample_rate, band)
+        aligned, lag, polarity = metrics.align_output(
+            ref2, np.asarray(x, np.float32), sample_rate, band
+        )
         signals[key] = _mono(aligned)
         lags[key] = (lag, polarity)
     labels = {"reference": "reference", "mp3": "MP3", "restored": restored_label}
@@ -240,52 +241,3 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=fig.dpi)
     return path
-
-
-def _best_baseline(reference: np.ndarray, degraded: np.ndarray, sample_rate: int):
-    """(name, output) of the baseline with the lowest LSD; identity when none helps.
-
-    LSD alone (not :func:`metrics.score_all`) keeps this quick: it is the metric that
-    sees a filled band, which is what the baselines are for.
-    """
-    cutoff = metrics.cutoff_frequency(degraded, sample_rate)
-    cutoff = cutoff if np.isfinite(cutoff) else None
-    best = ("identity", degraded, metrics.lsd(reference, degraded, sample_rate))
-    for name, method in baselines.BASELINES.items():
-        if name == "identity":
-            continue
-        output = method(degraded, sample_rate)
-        aligned, _, _ = align_output(reference, output, sample_rate, cutoff)
-        lsd = metrics.lsd(reference, aligned, sample_rate)
-        if np.isfinite(lsd) and (not np.isfinite(best[2]) or lsd < best[2]):
-            best = (name, output, lsd)
-    return best[0], best[1]
-
-
-def analyze_file(
-    reference_path: str | os.PathLike,
-    out: str | os.PathLike = "analysis.png",
-    bitrate: int = 64,
-    checkpoint: str | os.PathLike | None = None,
-    seconds: float | None = 8.0,
-) -> Path:
-    """Encode a lossless file to MP3, restore it and save :func:`restoration_figure`.
-
-    Without ``checkpoint`` the "restored" panel shows the best baseline by LSD (or the
-    MP3 itself when no baseline helps) and the title says so. ``seconds`` limits the
-    analysed clip (from just before the first sound; None = the whole file).
-    """
-    reference_path = Path(reference_path)
-    reference, sample_rate = load_reference(reference_path, None, seconds, pad=False)
-    degraded = parse_degradation(f"mp3:{bitrate}")(reference, sample_rate)
-    if checkpoint is not None:
-        restored = model_method(checkpoint)(degraded, sample_rate)
-        label = f"restored (model {Path(checkpoint).name})"
-        what = f"model checkpoint {checkpoint}"
-    else:
-        name, restored = _best_baseline(reference, degraded, sample_rate)
-        label = f"restored ({name} baseline)"
-        what = f"no checkpoint: 'restored' is the {name} baseline (best by LSD)"
-    title = f"{reference_path.name}: MP3 {bitrate} kbps, {sample_rate} Hz; {what}"
-    fig = restoration_figure(reference, degraded, restored, sample_rate, title, label)
-    return save_figure(fig, out)

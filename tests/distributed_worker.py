@@ -25,8 +25,8 @@ def main(argv):
     finished = {}
     train_and_evaluate = train.train_and_evaluate
 
-    def keep_result(config, workdir):
-        finished["state"] = train_and_evaluate(config, workdir)
+    def keep_result(config, workdir, **kwargs):
+        finished["state"] = train_and_evaluate(config, workdir, **kwargs)
         return finished["state"]
 
     train.train_and_evaluate = keep_result

@@ -294,3 +294,15 @@ def test_sigterm_saves_the_step_it_stops_at(tmp_path):
     saved = [p.name for p in (workdir / "checkpoints" / "latest").iterdir()]
     assert saved == [str(last_logged)]
     assert f"stopped by SIGTERM after step {last_logged}" in output
+
+
+def test_jax_private_state_is_read_in_one_place_and_fails_clearly_if_moved(monkeypatch):
+    # mp3gan reads jax._src.distributed.global_state (no public accessor exists). If a
+    # JAX release moves it, this test fails here, by name, not deep inside a job.
+    state = distributed.jax_internal_state()
+    assert hasattr(state, "client") and hasattr(state, "preemption_sync_manager")
+    from jax._src import distributed as jax_distributed
+
+    monkeypatch.delattr(jax_distributed, "global_state")
+    with pytest.raises(distributed.DistributedError, match="needs updating"):
+        distributed.jax_internal_state()

@@ -9,7 +9,7 @@ import pytest
 from conftest import clicks_and_noise, load_cli
 from scipy import stats
 
-from mp3gan import audio, baselines, evaluate
+from mp3gan import audio, baselines, evaluate, evaluate_run
 
 SR = 44100
 
@@ -129,7 +129,7 @@ def test_evaluate_folder_skips_a_corrupt_file_by_name(tmp_path, caplog):
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     failures = []
     with caplog.at_level(logging.WARNING, logger="mp3gan.evaluate"):
-        summary, records = evaluate.evaluate_folder(
+        summary, records = evaluate_run.evaluate_folder(
             tmp_path,
             ["mp3:64"],
             {"identity": baselines.identity},
@@ -173,14 +173,14 @@ def test_evaluate_cli_on_two_folders_writes_a_table_built_from_its_json(tmp_path
 
 
 def test_select_clip_puts_the_first_attack_after_a_lead_in_and_fixes_the_length():
-    lead = round(evaluate.CLIP_LEAD_IN_S * SR)
+    lead = round(evaluate_run.CLIP_LEAD_IN_S * SR)
     one_shot = np.zeros((1, SR // 2), np.float32)
     one_shot[0, :100] = 1.0  # attack at sample 0, shorter than the clip
-    clip = evaluate.select_clip(one_shot, SR, 1.0)
+    clip = evaluate_run.select_clip(one_shot, SR, 1.0)
     assert clip.shape == (1, SR)
     assert not clip[0, :lead].any() and clip[0, lead] == 1.0
     late = np.zeros((2, 3 * SR), np.float32)
     late[:, 2 * SR] = 0.5  # two seconds of silence first
-    clip = evaluate.select_clip(late, SR, 1.0)
+    clip = evaluate_run.select_clip(late, SR, 1.0)
     assert clip.shape == (2, SR) and clip[0, lead] == 0.5
-    assert evaluate.select_clip(one_shot, SR, 1.0, pad=False).shape == (1, lead + SR // 2)
+    assert evaluate_run.select_clip(one_shot, SR, 1.0, pad=False).shape == (1, lead + SR // 2)

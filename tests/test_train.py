@@ -138,3 +138,46 @@ def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "train.eval_degradations: bad degradation 'nonsense:1'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_is_due_by_step_by_last_step_and_by_wall_time():
+    assert train.is_due(50, 50, 1000) and not train.is_due(49, 50, 1000)
+    assert train.is_due(1000, 300, 1000)  # the last step always
+    assert not train.is_due(7, 0, 1000)  # 0 = never by count
+    assert train.is_due(7, 0, None, seconds_since=301.0, minutes=5.0)
+    assert not train.is_due(7, 0, None, seconds_since=299.0, minutes=5.0)
+    assert not train.is_due(7, 0, None, seconds_since=1e9, minutes=0.0)  # 0 = never by time
+
+
+def test_first_evaluation_by_wall_time_writes_numbers_audio_and_figures(tmp_path):
+    config = tiny.get_config()
+    config.train.steps = 4
+    config.train.eval_every = 1000
+    config.train.first_eval_minutes = 1e-9  # due at once, then not again before the end
+    config.train.eval_minutes = 60.0
+    train.train_and_evaluate(config, tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluated = sorted({x["step"] for x in lines if any(k.startswith("eval/") for k in x)})
+    assert evaluated == [1, 4]  # by wall time after the first step, and at the end
+    keys = next(x for x in lines if x["step"] == 1)
+    assert "eval/mp3:64/lsd/input" in keys and "eval/mp3:64/lsd/output" in keys
+    media = sorted(p.name for p in (tmp_path / "run" / "media" / "step_0000001").iterdir())
+    assert len(media) == 4  # reference, mp3, restored (FLAC) and the figure (PNG)
+    assert all(":" not in name and "@" not in name for name in media), media
+    assert sum(name.endswith(".png") for name in media) == 1
+
+
+def test_resuming_another_experiment_is_refused_with_the_difference(tmp_path):
+    config = tiny.get_config()
+    config.train.steps = 2
+    train.train_and_evaluate(config, tmp_path / "run")
+    changed = tiny.get_config()
+    changed.train.steps = 4  # the schedule may change
+    changed.data.degradations = ("mp3:32",)
+    with pytest.raises(train.ConfigError) as info:
+        train.train_and_evaluate(changed, tmp_path / "run")
+    message = str(info.value)
+    assert 'data.degradations: ["mp3:64", "mp3:128"] -> ["mp3:32"]' in message
+    assert "--workdir" in message and "--allow_config_change" in message
+    state = train.train_and_evaluate(changed, tmp_path / "run", allow_config_change=True)
+    assert int(state.step) == 4

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,16 @@ def _fingerprint(recordings: Sequence[Recording]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+_NO_SHARED_MEMORY = 2**62  # bytes: arrays smaller than this are not put in shared memory
+
+
+def _ignore_interrupts(worker_index: int, worker_count: int) -> None:
+    """Workers ignore Ctrl-C: a terminal sends SIGINT to the whole process group, and a
+    worker dying mid-batch leaks its shared memory. The trainer stops them (close())."""
+    del worker_index, worker_count
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class TrainLoader:
     """Endless iterator of training batches with ``get_state()`` / ``set_state()``.
 
@@ -198,6 +209,12 @@ class TrainLoader:
         read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=self._prefetch)
         iter_dataset = dataset.to_iter_dataset(read)
         if self._workers > 0:
+            # Batches travel by pipe, not shared memory: a few MB a step is cheap to
+            # pickle, and shared-memory batches still queued when the trainer stops (a
+            # signal during start-up) would leak past the end of the process.
+            iter_dataset = grain.experimental.WithOptionsIterDataset(
+                iter_dataset, grain.experimental.DatasetOptions(min_shm_size=_NO_SHARED_MEMORY)
+            )
             # grain reads one of its absl flags when it starts workers and fails if the
             # program never parsed flags (google/grain#1355): parse-as-default then. A
             # trainer that parses its own flags later (absl.app) still can.
@@ -206,7 +223,8 @@ class TrainLoader:
             iter_dataset = iter_dataset.mp_prefetch(
                 grain.MultiprocessingOptions(
                     num_workers=self._workers, per_worker_buffer_size=self._prefetch
-                )
+                ),
+                worker_init_fn=_ignore_interrupts,
             )
         self._iterator = iter(iter_dataset)
 
