@@ -1,8 +1,12 @@
 """Evaluate the baselines (and a trained model) on held-out lossless audio: one table.
 
-    python launch/evaluate.py                                   # test split of data/corpus
+    python launch/evaluate.py                                   # held-out test split
     python launch/evaluate.py --checkpoint workdir/base --max-files 20 --clip-seconds 5
     python launch/evaluate.py --data my_flacs/ --bitrates 32,64,128 --lowpass 4000
+
+Without --data it evaluates the held-out test split of the training data: the
+checkpoint's own (its data.path and split fractions, so a model is never scored on
+files it trained on), else data/corpus, else the embedded corpus.
 
 Writes OUT/results.json (per-clip values, mean and 95 % CI per (degradation, method),
 each method's improvement over the MP3 input) and OUT/results.md (the table, built from
@@ -20,6 +24,30 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO / "data" / "corpus"
 
 
+def default_data(checkpoint: str | None):
+    """``(folder, data config)`` whose test split to evaluate when --data is not given."""
+    sys.path.insert(0, str(REPO))
+    from configs.base import get_config
+
+    data_config = get_config().data
+    if checkpoint is not None and checkpoint.lower() != "none":
+        from mp3gan.checkpoint import load_config
+
+        # Hold out exactly the files training held out: same split rule and fractions.
+        data_config = load_config(checkpoint).data
+        if data_config.get("path", ""):
+            return Path(data_config.path), data_config
+    if DEFAULT_CORPUS.is_dir():
+        return DEFAULT_CORPUS, data_config
+    from mp3gan.data.embedded import ensure_embedded_corpus
+
+    print(
+        f"{DEFAULT_CORPUS} does not exist (build it: python launch/prepare_data.py "
+        "--out data/corpus --install); using the embedded corpus"
+    )
+    return ensure_embedded_corpus(), data_config
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -28,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data",
         help="folder of lossless references, all evaluated (default: the held-out test "
-        "split of data/corpus, split as configs/base.py trains)",
+        "split of the checkpoint's training data, else of data/corpus, else of the "
+        "embedded corpus)",
     )
     p.add_argument("--bitrates", default="32,64,128", help="MP3 CBR kbps, comma-separated")
     p.add_argument("--lowpass", type=float, help="also evaluate a low-pass at this many Hz")
@@ -44,15 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
     split, data, data_config = None, args.data, None
     if data is None:
-        if not DEFAULT_CORPUS.is_dir():
-            p.error(
-                f"{DEFAULT_CORPUS} does not exist: build it (launch/prepare_data.py) or pass --data"
-            )
-        # Hold out exactly the files training held out: same split rule and fractions.
-        sys.path.insert(0, str(REPO))
-        from configs.base import get_config
-
-        data, split, data_config = DEFAULT_CORPUS, "test", get_config().data
+        data, data_config = default_data(args.checkpoint)
+        split = "test"
+        print(f"evaluating the held-out test split of {data}")
 
     from mp3gan.evaluate_run import run_evaluation
 

@@ -198,6 +198,22 @@ def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
     return nnx.merge(graphdef, restore_fn(abstract_like(params)))
 
 
+def load_config(path: str | Path) -> ml_collections.ConfigDict:
+    """The training config of a checkpoint (model folder or training work directory),
+    without loading any weights: what the model was trained on, and how its data split."""
+    path = Path(path).resolve()
+    if (path / "config.json").is_file():
+        return config_from_json(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    for candidate in (path / "checkpoints" / "latest", path / "checkpoints" / "best", path):
+        if candidate.is_dir():
+            manager = ocp.CheckpointManager(candidate)
+            step = manager.latest_step()
+            if step is not None:
+                args = ocp.args.Composite(config=ocp.args.JsonRestore())
+                return config_from_json(manager.restore(step, args=args).config)
+    raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
+
+
 def load_generator(
     path: str | Path | None = None,
 ) -> tuple[Generator, ml_collections.ConfigDict]:

@@ -89,6 +89,21 @@ def shape_polymorphic_istft(z: jax.Array, n_fft: int, hop: int, length: int) -> 
     return x[..., n_fft // 2 : n_fft // 2 + length]
 
 
+_COMPRESS_EPS = 1e-12  # keeps |X|^(c-1) finite at X = 0 (where the product is still exactly 0)
+
+
+def compress(spec: jax.Array, power: float) -> jax.Array:
+    """``X · |X|^(power-1)``: magnitude to the power ``power``, phase kept. Smooth at 0."""
+    magnitude_sq = spec.real**2 + spec.imag**2
+    return spec * (magnitude_sq + _COMPRESS_EPS) ** ((power - 1.0) / 2)
+
+
+def decompress(spec: jax.Array, power: float) -> jax.Array:
+    """Inverse of :func:`compress` (up to the epsilon): ``Y · |Y|^(1/power - 1)``."""
+    magnitude_sq = spec.real**2 + spec.imag**2
+    return spec * (magnitude_sq + _COMPRESS_EPS) ** ((1.0 / power - 1.0) / 2)
+
+
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     # Slaney's mel scale: linear below 1 kHz, logarithmic above (as librosa's default).
     f = np.asarray(f, dtype=np.float64)

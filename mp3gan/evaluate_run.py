@@ -78,6 +78,15 @@ def held_out_files(
     return [root / r.path for r in recordings]
 
 
+def bucket_length(samples: int) -> int:
+    """The smallest length of the grid 4096 · 1.25^k that holds ``samples``: at most a
+    quarter of silence added, and a few dozen lengths cover everything up to an hour."""
+    length = 4096
+    while length < samples:
+        length = int(np.ceil(length * 1.25 / 4096)) * 4096
+    return length
+
+
 def select_clip(
     audio: np.ndarray, sample_rate: int, seconds: float | None, pad: bool = True
 ) -> np.ndarray:
@@ -89,10 +98,15 @@ def select_clip(
     shows and where the onset detector finds it. A shorter file is padded with trailing
     silence, as it would ring out: clips of one length run through the JAX metrics
     without recompiling per file (a few seconds each) and weigh the same in every mean
-    (``pad=False`` leaves it shorter). ``seconds=None`` keeps the whole file as it is.
+    (``pad=False`` leaves it shorter). ``seconds=None`` keeps the whole file, padded to
+    :func:`bucket_length` (``pad=False``: as it is).
     """
     if seconds is None:
-        return audio
+        if not pad:
+            return audio
+        # A whole file, padded with trailing silence to the next of a few lengths: the
+        # JAX metrics then compile once per length bucket, not once per file.
+        return np.pad(audio, ((0, 0), (0, bucket_length(audio.shape[-1]) - audio.shape[-1])))
     n = round(seconds * sample_rate)
     lead = round(CLIP_LEAD_IN_S * sample_rate)
     envelope = np.abs(audio).max(axis=0)

@@ -151,3 +151,27 @@ def coherence_loss(
         raise ValueError(f"f_min={f_min} Hz leaves no frequency bin below {sample_rate / 2} Hz")
     _, cxy = dsp.coherence(reference, estimate, fs=sample_rate, nperseg=nperseg)
     return jnp.mean(1.0 - cxy[..., keep])
+
+
+def compressed_complex_loss(
+    reference: jax.Array,
+    estimate: jax.Array,
+    n_fft: int = 512,
+    hop: int = 128,
+    power: float = 0.3,
+) -> jax.Array:
+    """``‖Xc_ref − Xc_est‖² / ‖Xc_ref‖²`` on power-compressed complex STFTs
+    (``Xc = X·|X|^(power−1)``, as the frame generator sees them), per clip, then mean.
+
+    The phase-aware term: magnitude losses (mel, MR-STFT) are as happy with a band added
+    at random phase as with the right one, but a random-phase band is distortion to the
+    listener's waveform (it costs SI-SDR). For an unknowable phase this loss prefers
+    *less* energy to wrong energy, so against the magnitude losses it keeps additions
+    coherent and leaves audio that is already good alone. Power-law compression (as in
+    AP-BWE and CMGAN) keeps quiet bands from vanishing under loud ones. 0 iff equal.
+    """
+    ref = dsp.compress(dsp.stft(reference, n_fft, hop), power)
+    est = dsp.compress(dsp.stft(estimate, n_fft, hop), power)
+    error = jnp.sum(jnp.abs(ref - est) ** 2, axis=(-2, -1))
+    energy = jnp.sum(jnp.abs(ref) ** 2, axis=(-2, -1))
+    return jnp.mean(error / jnp.maximum(energy, 1e-8))

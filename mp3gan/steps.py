@@ -78,6 +78,8 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int) -> di
             reference, estimate, fft_sizes=tuple(loss_cfg.stft_fft_sizes)
         ),
     }
+    if loss_cfg.get("complex", 0) > 0:
+        terms["complex"] = losses.compressed_complex_loss(reference, estimate)
     if loss_cfg.coherence > 0:
         terms["coherence"] = losses.coherence_loss(
             reference, estimate, sample_rate, f_min=loss_cfg.coherence_min_hz

@@ -184,3 +184,31 @@ def test_select_clip_puts_the_first_attack_after_a_lead_in_and_fixes_the_length(
     clip = evaluate_run.select_clip(late, SR, 1.0)
     assert clip.shape == (2, SR) and clip[0, lead] == 0.5
     assert evaluate_run.select_clip(one_shot, SR, 1.0, pad=False).shape == (1, lead + SR // 2)
+
+
+def test_whole_files_are_padded_to_a_few_lengths():
+    lengths = {evaluate_run.bucket_length(n) for n in range(1, 44100 * 60, 997)}
+    assert len(lengths) <= 30  # a minute of any length: a few compiles, not one per file
+    for n in (1, 4096, 4097, 44100, 441000):
+        assert n <= evaluate_run.bucket_length(n) <= max(4096, 1.25 * n + 4096)
+    x = np.ones((2, 5000), np.float32)
+    padded = evaluate_run.select_clip(x, SR, None)
+    assert padded.shape == (2, evaluate_run.bucket_length(5000))
+    assert np.all(padded[:, :5000] == 1) and not np.any(padded[:, 5000:])
+
+
+def test_evaluate_default_data_follows_the_checkpoint_then_the_embedded_corpus(
+    tmp_path, monkeypatch
+):
+    import json
+
+    cli = load_cli("evaluate")
+    monkeypatch.setattr(cli, "DEFAULT_CORPUS", tmp_path / "no-corpus")
+    folder, data_config = cli.default_data(None)
+    assert folder.is_dir() and "embedded" in str(folder).lower()
+    model = tmp_path / "model"
+    (model / "generator").mkdir(parents=True)
+    trained_on = {"path": str(tmp_path / "music"), "test_fraction": 0.5}
+    (model / "config.json").write_text(json.dumps({"data": trained_on, "model": {}}))
+    folder, data_config = cli.default_data(str(model))
+    assert folder == tmp_path / "music" and data_config.test_fraction == 0.5

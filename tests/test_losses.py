@@ -154,3 +154,16 @@ def test_spectral_losses_have_finite_gradients(music, name):
         g = grad(reference, estimate)
         assert all_finite(g), (name, case)
     assert float(jnp.abs(grad(*cases["different"])).sum()) > 0, name
+
+
+def test_compressed_complex_loss_prefers_silence_to_a_band_at_the_wrong_phase():
+    rng = np.random.default_rng(0)
+    reference = jnp.asarray(0.3 * rng.standard_normal((2, 8192)), jnp.float32)
+    assert float(losses.compressed_complex_loss(reference, reference)) == 0.0
+    # Same magnitudes, other phases (time-reversed noise) vs. nothing at all: the
+    # phase-aware loss ranks nothing first; a magnitude loss could not tell them apart.
+    wrong_phase = reference[:, ::-1]
+    silent = jnp.zeros_like(reference)
+    assert float(losses.compressed_complex_loss(reference, silent)) == pytest.approx(1.0)
+    assert float(losses.compressed_complex_loss(reference, wrong_phase)) > 1.5
+    assert float(losses.compressed_complex_loss(reference, 0.5 * reference)) < 0.2

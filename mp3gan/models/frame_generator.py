@@ -36,20 +36,6 @@ from flax import nnx
 
 from mp3gan import dsp
 
-_EPS = 1e-12  # keeps |X|^(c-1) finite at X = 0 (where the product is still exactly 0)
-
-
-def compress(spec: jax.Array, power: float) -> jax.Array:
-    """``X · |X|^(power-1)``: magnitude to the power ``power``, phase kept. Smooth at 0."""
-    magnitude_sq = spec.real**2 + spec.imag**2
-    return spec * (magnitude_sq + _EPS) ** ((power - 1.0) / 2)
-
-
-def decompress(spec: jax.Array, power: float) -> jax.Array:
-    """Inverse of :func:`compress` (up to the epsilon): ``Y · |Y|^(1/power - 1)``."""
-    magnitude_sq = spec.real**2 + spec.imag**2
-    return spec * (magnitude_sq + _EPS) ** ((1.0 / power - 1.0) / 2)
-
 
 class ConvNeXtBlock(nnx.Module):
     """``h + γ · MLP(LayerNorm(depthwise_conv(h)))`` over ``[B, frames, dim]`` (Liu et
@@ -177,13 +163,13 @@ class FrameGenerator(nnx.Module):
         length = x.shape[-1]
         # dsp.stft's numbers, in a form that exports with a symbolic length.
         spec = dsp.shape_polymorphic_stft(x, self.n_fft, self.hop)  # [B, bins, frames]
-        spec_c = compress(spec, self.power)
+        spec_c = dsp.compress(spec, self.power)
         features = jnp.concatenate([spec_c.real, spec_c.imag], axis=-2)  # [B, 2·bins, frames]
         h = self.norm_in(self.embed(features.swapaxes(-1, -2)))  # [B, frames, dim]
         for block in self.blocks:
             h = block(h)
         d = self.head(self.norm_out(h)).swapaxes(-1, -2)  # [B, 2·bins, frames]
         delta = jax.lax.complex(d[..., : self.bins, :], d[..., self.bins :, :])
-        correction = decompress(spec_c + delta, self.power) - decompress(spec_c, self.power)
+        correction = dsp.decompress(spec_c + delta, self.power) - dsp.decompress(spec_c, self.power)
         restored = dsp.shape_polymorphic_istft(correction, self.n_fft, self.hop, length)
         return x + restored.astype(x.dtype)
