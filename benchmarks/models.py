@@ -7,9 +7,9 @@ For each config (configs/tiny.py, base.py, large.py):
 
 1. parameters, and GMAC per channel-second of the generator and of the discriminators
    (one forward pass; XLA's cost analysis of the compiled call, mp3gan.models.cost);
-2. restore speed through ``launch/restore.py`` as a whole process: a 1-second file
-   (start-up: imports, model build, compile) and a ``--restore-minutes`` 44.1 kHz stereo
-   WAV; the difference is the processing time, reported as a real-time factor;
+2. restore speed through ``launch/restore.py`` as a whole process: a 10-second file
+   (start-up: imports, model build, compile; little to process) and a
+   ``--restore-minutes`` 44.1 kHz stereo WAV; the difference is the processing time;
 3. train-step time at batch 16 x 32768 samples (warm-up step and full GAN step) and the
    audio-seconds per second they train on, after compilation, on synthetic batches;
 4. peak RSS of ``launch/train.py`` running a few steps of the config (the trainer
@@ -22,7 +22,6 @@ asserts nothing about time. The load average is printed: these are 2 shared core
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -30,20 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
+from common import SR, load_config, write_long
+from train_step import time_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SR = 44100
 BATCH, CROP = 16, 32768
-
-
-def load_config(size: str):
-    spec = importlib.util.spec_from_file_location(f"config_{size}", ROOT / "configs" / f"{size}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def cost(config) -> None:
@@ -67,26 +58,6 @@ def cost(config) -> None:
     print(f"  context: {before} samples before, {after} after ({after / SR * 1000:.0f} ms)")
 
 
-def music_like(seconds: float, seed: int = 0) -> np.ndarray:
-    """Stereo test audio: decaying noise bursts over a soft chord, ``[T, 2]``."""
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    rng = np.random.default_rng(seed)
-    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * 0.1
-    x = np.stack([chord, np.roll(chord, 300)]) + 0.01 * rng.standard_normal((2, n))
-    hit = 0.4 * rng.standard_normal((2, 4000)) * np.exp(-np.arange(4000) / 600)
-    for start in range(0, n - 4000, SR // 2):
-        x[:, start : start + 4000] += hit
-    return x.T.astype(np.float32)
-
-
-def write_wav(path: Path, seconds: float) -> None:
-    piece = music_like(min(seconds, 10.0))
-    with sf.SoundFile(path, "w", SR, 2, subtype="FLOAT") as f:
-        for _ in range(max(1, int(seconds // 10))):
-            f.write(piece)
-
-
 def restore_speed(config, size: str, minutes: float, tmp: Path) -> None:
     from flax import nnx
 
@@ -96,9 +67,9 @@ def restore_speed(config, size: str, minutes: float, tmp: Path) -> None:
     generator = models.build_generator(config.model.generator, nnx.Rngs(0))
     save_generator(tmp / size, generator, config)
     short, long = tmp / "short.wav", tmp / "long.wav"
-    write_wav(short, 1.0)
+    write_long(short, 10.0)
     if not long.exists():
-        write_wav(long, 60 * minutes)
+        write_long(long, 60 * minutes)
     walls = []
     for src in (short, long):
         cmd = [sys.executable, str(ROOT / "launch" / "restore.py"), str(src)]
@@ -117,29 +88,10 @@ def restore_speed(config, size: str, minutes: float, tmp: Path) -> None:
 
 
 def step_speed(config, steps: int) -> None:
-    import jax
-
-    from mp3gan import train
-
     config.train.batch_size = BATCH
     config.data.crop_samples = CROP
-    n = jax.local_device_count()
-    rng = np.random.default_rng(0)
-    reference = (0.1 * rng.standard_normal((n, BATCH // n, CROP))).astype(np.float32)
-    batch = {"reference": reference, "degraded": 0.9 * reference}
-    state, statics = train.create_state(config)
     for adversarial, name in ((False, "warm-up (reconstruction)"), (True, "GAN (G and D)")):
-        step = train.pmapped_step(statics, adversarial)
-        p_state = train.replicate(state, n)
-        t0 = time.perf_counter()
-        p_state, metrics = step(p_state, batch)
-        jax.block_until_ready(metrics)
-        compile_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            p_state, metrics = step(p_state, batch)
-        jax.block_until_ready(metrics)
-        per_step = (time.perf_counter() - t0) / steps
+        compile_s, per_step = time_steps(config, adversarial, steps)
         audio = BATCH * CROP / SR / per_step
         print(
             f"  {name} step, batch {BATCH} x {CROP}: {per_step:.2f} s "
@@ -182,7 +134,7 @@ def main() -> None:
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPU cores, {sys.platform}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            config = load_config(size)
+            config = load_config(ROOT / "configs" / f"{size}.py")
             print(f"{size} (configs/{size}.py, generator kind {config.model.generator['kind']}):")
             cost(config)
             if "restore" not in args.skip:

@@ -9,24 +9,40 @@ examples/s from benchmarks/loader.py: the loader must keep up.
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from common import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mp3gan import train  # noqa: E402
 
 
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location("config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def time_steps(config, adversarial: bool, steps: int) -> tuple[float, float]:
+    """(compile + first step, seconds per step after it) of the pmapped step over all
+    local devices, on a synthetic batch of the config's shape."""
+    n = jax.local_device_count()
+    per_device = max(config.train.batch_size // jax.device_count(), 1)
+    rng = np.random.default_rng(0)
+    shape = (n, per_device, config.data.crop_samples)
+    reference = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+    batch = {"reference": reference, "degraded": 0.9 * reference}
+    state, statics = train.create_state(config)
+    step = train.pmapped_step(statics, adversarial=adversarial)
+    p_state = train.replicate(state, n)
+    start = time.perf_counter()
+    p_state, metrics = step(p_state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(steps):
+        p_state, metrics = step(p_state, batch)
+    jax.block_until_ready(metrics)
+    return compile_s, (time.perf_counter() - start) / steps
 
 
 def main() -> None:
@@ -38,21 +54,8 @@ def main() -> None:
     n = jax.local_device_count()
     per_device = max(config.train.batch_size // jax.device_count(), 1)
     samples = config.data.crop_samples
-    rng = np.random.default_rng(0)
-    reference = (0.1 * rng.standard_normal((n, per_device, samples))).astype(np.float32)
-    batch = {"reference": reference, "degraded": 0.9 * reference}
-    state, statics = train.create_state(config)
-    step = train.pmapped_step(statics, adversarial=True)
-    p_state = train.replicate(state, n)
-    start = time.perf_counter()
-    p_state, metrics = step(p_state, batch)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        p_state, metrics = step(p_state, batch)
-    jax.block_until_ready(metrics)
-    rate = args.steps / (time.perf_counter() - start)
+    compile_s, per_step = time_steps(config, True, args.steps)
+    rate = 1.0 / per_step
     audio_rate = rate * n * per_device * samples / config.data.sample_rate
     print(
         f"config {args.config}: {n} x {jax.devices()[0].platform} device(s), "

@@ -153,12 +153,6 @@ class FrameGenerator(nnx.Module):
         side = self.n_fft - 1 + reach * self.hop
         return side, side
 
-    @property
-    def receptive_field(self) -> int:
-        """Total receptive field in samples (before + after + the sample itself)."""
-        before, after = self.context
-        return before + after + 1
-
     def __call__(self, x: jax.Array) -> jax.Array:
         length = x.shape[-1]
         # dsp.stft's numbers, in a form that exports with a symbolic length.

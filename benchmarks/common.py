@@ -1,0 +1,46 @@
+"""What the benchmark scripts share: test audio and loading a config file.
+
+Imported as ``common`` (a script's own folder is first on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+SR = 44100
+
+
+def load_config(path: str | Path):
+    """``get_config()`` of a config file (configs import each other as ``configs.*``)."""
+    spec = importlib.util.spec_from_file_location("bench_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def music_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Stereo test audio: decaying noise bursts over a soft chord (float32 [2, T])."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    rng = np.random.default_rng(seed)
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * 0.1
+    x = np.stack([chord, np.roll(chord, 300)]) + 0.01 * rng.standard_normal((2, n))
+    hit = 0.4 * rng.standard_normal((2, 4000)) * np.exp(-np.arange(4000) / 600)
+    for start in range(0, n - 4000, SR // 2):
+        x[:, start : start + 4000] += hit
+    return x.astype(np.float32)
+
+
+def write_long(path: Path, seconds: float, rate: int = SR) -> None:
+    """Write ``seconds`` of audio in 10 s pieces (keeps this process small too); at a
+    ``rate`` other than 44.1 kHz the same samples are just declared at that rate."""
+    piece = music_like(10.0 * rate / SR)
+    fmt = "MP3" if path.suffix == ".mp3" else "WAV"
+    subtype = "MPEG_LAYER_III" if fmt == "MP3" else "FLOAT"
+    with sf.SoundFile(path, "w", rate, 2, subtype=subtype, format=fmt) as f:
+        for _ in range(int(seconds // 10)):
+            f.write(piece.T)
