@@ -50,6 +50,9 @@ def get_config() -> ml_collections.ConfigDict:
     # energy (~0.06 for MP3 at 64 kbps). It prefers no band to a band at the wrong phase,
     # which keeps SI-SDR (and good MP3s) intact against the magnitude terms. 0 disables.
     c.loss.complex = 100.0
+    # Error in the 25 ms before each onset, as log10 of its ratio to the MP3's error there
+    # (0 = as the input, -1 = 10 dB less): pre-echo is where whole-clip losses hardly look.
+    c.loss.pre_echo = 5.0
     c.loss.coherence = 1.0  # (1 - coherence) weight; 0 disables the term
     c.loss.coherence_min_hz = 4000.0  # coherence loss counts bins from here up
     c.loss.adversarial = 1.0  # LSGAN generator loss weight

@@ -70,14 +70,18 @@ def make_optimizer(optim: ml_collections.ConfigDict, lr: float, total_steps: int
     )
 
 
-def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int) -> dict:
-    """The non-adversarial loss terms, each a per-example mean over the batch."""
+def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degraded=None) -> dict:
+    """The non-adversarial loss terms, each a per-example mean over the batch.
+
+    ``degraded`` (the generator's input) is needed by the pre-echo term only."""
     terms = {
         "mel": losses.mel_loss(reference, estimate, sample_rate),
         "mr_stft": losses.multi_resolution_stft_loss(
             reference, estimate, fft_sizes=tuple(loss_cfg.stft_fft_sizes)
         ),
     }
+    if loss_cfg.get("pre_echo", 0) > 0 and degraded is not None:
+        terms["pre_echo"] = losses.pre_echo_loss(reference, degraded, estimate, sample_rate)
     if loss_cfg.get("complex", 0) > 0:
         terms["complex"] = losses.compressed_complex_loss(reference, estimate)
     if loss_cfg.coherence > 0:
@@ -128,6 +132,7 @@ def discriminator_step(
 def generator_step(
     state: TrainState,
     reference: jax.Array,
+    degraded: jax.Array,
     restored: jax.Array,
     generator_vjp: Callable,
     statics: StepStatics,
@@ -140,7 +145,7 @@ def generator_step(
     cfg = statics.loss
 
     def g_loss_fn(estimate):
-        terms = reconstruction_losses(reference, estimate, cfg, statics.sample_rate)
+        terms = reconstruction_losses(reference, estimate, cfg, statics.sample_rate, degraded)
         if adversarial:
             disc = nnx.merge(statics.d_graphdef, state.d_params)
             _, real_features = disc(_judged(reference, state.step, statics))
@@ -181,7 +186,7 @@ def train_step(
     if adversarial:
         state, metrics = discriminator_step(state, reference, restored, statics)
     state, g_metrics = generator_step(
-        state, reference, restored, generator_vjp, statics, adversarial
+        state, reference, degraded, restored, generator_vjp, statics, adversarial
     )
     metrics.update(g_metrics)
     return state.replace(step=state.step + 1), jax.lax.pmean(metrics, AXIS)

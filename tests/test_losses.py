@@ -167,3 +167,32 @@ def test_compressed_complex_loss_prefers_silence_to_a_band_at_the_wrong_phase():
     assert float(losses.compressed_complex_loss(reference, silent)) == pytest.approx(1.0)
     assert float(losses.compressed_complex_loss(reference, wrong_phase)) > 1.5
     assert float(losses.compressed_complex_loss(reference, 0.5 * reference)) < 0.2
+
+
+def _attack_after_silence(sr: int = 44100, n: int = 16384) -> jnp.ndarray:
+    rng = np.random.default_rng(1)
+    x = np.zeros((1, n), np.float32)
+    onset = n // 2
+    tail = n - onset
+    x[0, onset:] = 0.5 * rng.standard_normal(tail) * np.exp(-np.arange(tail) / 2000)
+    return jnp.asarray(x)
+
+
+def test_pre_echo_loss_measures_error_before_onsets_relative_to_the_input():
+    sr = 44100
+    reference = _attack_after_silence(sr)
+    rng = np.random.default_rng(2)
+    smear = jnp.asarray(0.01 * rng.standard_normal(reference.shape), jnp.float32)
+    degraded = reference + smear  # noise before (and after) the attack: pre-echo
+    assert float(losses.pre_echo_loss(reference, degraded, degraded, sr)) == 0.0
+    less = float(losses.pre_echo_loss(reference, degraded, reference + 0.1 * smear, sr))
+    more = float(losses.pre_echo_loss(reference, degraded, reference + 3.0 * smear, sr))
+    assert less == pytest.approx(-2.0, abs=0.05)  # 20 dB less error before the onset
+    assert more == pytest.approx(np.log10(9.0), abs=0.05)
+    # Error only *after* the onset is not pre-echo.
+    after = smear.at[:, : reference.shape[-1] // 2].set(0.0)
+    assert float(losses.pre_echo_loss(reference, degraded, reference + after, sr)) < -3.0
+    silent = jnp.zeros_like(reference)  # no onset: no term, and a finite gradient
+    grad = jax.grad(lambda e: losses.pre_echo_loss(silent, silent, e, sr))(silent + smear)
+    assert float(losses.pre_echo_loss(silent, silent, smear, sr)) == 0.0
+    assert bool(jnp.all(jnp.isfinite(grad)))
