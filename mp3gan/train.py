@@ -249,9 +249,51 @@ def train_and_evaluate(
         checkpoints.close()
 
 
+class Schedule:
+    """When each periodic action (log, eval, save) is due: by step count or wall time.
+
+    The wall-time part is decided by process 0 and agreed by all (the clocks of several
+    processes disagree, and evaluation and saving are collective), at step-based log
+    steps only in a multi-process job: agreeing is a round trip to the coordinator.
+    """
+
+    ACTIONS = ("log", "eval", "save")
+
+    def __init__(self, t: ml_collections.ConfigDict):
+        self.total = t.steps
+        self.every = {"log": t.log_every, "eval": t.eval_every, "save": t.checkpoint_every}
+        self.minutes = {
+            "log": t.get("log_minutes", None),
+            "eval": t.get("eval_minutes", None),
+            "save": t.checkpoint_minutes,
+        }
+        now = time.monotonic()
+        self.last = dict.fromkeys(self.ACTIONS, now)
+        if self.minutes["eval"] and t.get("first_eval_minutes", None):
+            # The first evaluation comes after first_eval_minutes, the others every
+            # eval_minutes: a CPU run shows results within minutes.
+            self.last["eval"] = now - 60.0 * (self.minutes["eval"] - t.first_eval_minutes)
+
+    def due(self, done: int) -> dict[str, bool]:
+        """Which actions are due after step ``done`` (call on every process, every step)."""
+        by_step = {a: is_due(done, self.every[a], self.total) for a in self.ACTIONS}
+        late = dict.fromkeys(self.ACTIONS, False)
+        if jax.process_count() == 1 or by_step["log"]:
+            now = time.monotonic()
+            wanted = [
+                is_due(done, seconds_since=now - self.last[a], minutes=self.minutes[a])
+                for a in self.ACTIONS
+            ]
+            bits = int(distributed.agree(sum(int(w) << i for i, w in enumerate(wanted))))
+            late = {a: bool(bits >> i & 1) for i, a in enumerate(self.ACTIONS)}
+        return {a: by_step[a] or late[a] for a in self.ACTIONS}
+
+    def ran(self, action: str) -> None:
+        self.last[action] = time.monotonic()
+
+
 def _train(config, workdir, state, statics, checkpoints, loader, logger, say) -> TrainState:
     main = distributed.is_main()
-    n_local = jax.local_device_count()
 
     # ---------------------------------------------------------------------------------
     # Resume, validation clips, logs
@@ -278,7 +320,7 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
     # ---------------------------------------------------------------------------------
     # Compile
     # ---------------------------------------------------------------------------------
-    p_state = replicate(state, n_local)
+    p_state = replicate(state, jax.local_device_count())
     first_batch = next(loader) if start < config.train.steps else None
     say("compiling the train step (a minute or two on a CPU; once per run) …")
     tic = time.perf_counter()
@@ -286,23 +328,35 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
     say(f"compiled in {time.perf_counter() - tic:.0f} s; training")
     # Process 0 also made the validation clips: all meet before the first collective.
     distributed.barrier("ready to train")
-
-    # ---------------------------------------------------------------------------------
-    # Train loop
-    # ---------------------------------------------------------------------------------
-    t = config.train
     last_saved = start if resumed is not None else None
-    now = time.monotonic()
-    # When each action last ran; the first evaluation comes after first_eval_minutes.
-    last = {"log": now, "save": now, "eval": now}
-    minutes = {
-        "log": t.get("log_minutes", None),
-        "save": t.checkpoint_minutes,
-        "eval": t.get("eval_minutes", None),
-    }
-    if minutes["eval"] and t.get("first_eval_minutes", None):
-        last["eval"] = now - 60.0 * (minutes["eval"] - t.first_eval_minutes)
-    bar = tqdm(total=t.steps, initial=start, desc="train", dynamic_ncols=True, disable=not main)
+    run_state = (p_state, first_batch, steps, clips, run, last_saved)
+    return _loop(config, statics, checkpoints, loader, say, start, *run_state)
+
+
+def _loop(
+    config,
+    statics,
+    checkpoints,
+    loader,
+    say,
+    start,
+    p_state,
+    first_batch,
+    steps,
+    clips,
+    run,
+    last_saved,
+) -> TrainState:
+    """The train loop: step, then whatever periodic actions are due."""
+    t = config.train
+    schedule = Schedule(t)
+    bar = tqdm(
+        total=t.steps,
+        initial=start,
+        desc="train",
+        dynamic_ncols=True,
+        disable=not distributed.is_main(),
+    )
     tic, tic_step = time.perf_counter(), start
     pending = None  # the previous step's metrics, checked one step late
     with distributed.PreemptionWatch() as preemption:
@@ -317,43 +371,29 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
             bar.set_postfix(
                 g=f"{float(pending['g_loss']):.3f}", d=f"{float(pending.get('d_loss', 0)):.3f}"
             )
-
-            # --- which periodic actions are due: by step, or by wall time. The clocks of
-            # several processes disagree and these actions are collective: process 0
-            # decides the wall-time part, agreed at step-based log steps only (agreeing
-            # is a round trip to the coordinator).
-            now = time.monotonic()
-            log_step = is_due(done, t.log_every, t.steps)
-            late = {name: False for name in last}
-            if jax.process_count() == 1 or log_step:
-                wanted = [
-                    is_due(done, seconds_since=now - last[n], minutes=minutes[n]) for n in last
-                ]
-                bits = int(distributed.agree(sum(int(w) << i for i, w in enumerate(wanted))))
-                late = {n: bool(bits >> i & 1) for i, n in enumerate(last)}
+            due = schedule.due(done)
             # A scheduler's SIGTERM (or Ctrl-C): save now, at a step every process agrees on.
             preempted = preemption.should_stop(done)
-            is_log = log_step or late["log"]
-            is_eval = (is_due(done, t.eval_every, t.steps) or late["eval"]) and not preempted
-            is_save = is_eval or late["save"] or preempted or done % t.checkpoint_every == 0
-
-            if is_log:
+            is_eval = due["eval"] and not preempted  # the grace period is for saving
+            if due["log"]:
                 _check_finite(done, pending, last_saved)
                 rate = (done - tic_step) / (time.perf_counter() - tic)
                 _log_step(run, done, pending, config, rate)
-                tic, tic_step, last["log"] = time.perf_counter(), done, now
-            if is_save:
+                tic, tic_step = time.perf_counter(), done
+                schedule.ran("log")
+            if due["save"] or is_eval or preempted:
                 host = unreplicate(p_state)
                 output_means = None
                 if is_eval:
                     output_means = _evaluate(run, done, statics, host, clips, config)
-                    last["eval"] = time.monotonic()
+                    schedule.ran("eval")
                 # The best metric can be undefined on every clip (e.g. no high band).
                 score = None if output_means is None else output_means.get(t.best_metric)
                 if is_eval:
                     score = distributed.agree(score)
                 checkpoints.save(done, host, loader.get_state(), config, score, t.best_lower)
-                last_saved, last["save"] = done, time.monotonic()
+                last_saved = done
+                schedule.ran("save")
             if preempted:
                 say(
                     f"stopped by {preemption.signal_name} after step {done}, and saved: "
