@@ -95,6 +95,21 @@ def _int_or_none(value, name: str) -> int | None:
         raise DistributedError(f"{name} must be an integer, got {value!r}") from None
 
 
+def _check_layout(
+    coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+    if coordinator_address is not None:
+        host, _, port = coordinator_address.rpartition(":")
+        if not host or not port.isdigit():
+            raise DistributedError(
+                f"coordinator address must be HOST:PORT (process 0's host and a free "
+                f"port), got {coordinator_address!r}"
+            )
+    if num_processes is not None and process_id is not None:
+        if not 0 <= process_id < num_processes:
+            raise DistributedError(f"process_id {process_id} not in [0, {num_processes})")
+
+
 def initialize(
     mode: str = "auto",
     coordinator_address: str | None = None,
@@ -142,16 +157,7 @@ def initialize(
             f"process id; missing {', '.join(missing)} (flags --{' --'.join(missing)}, "
             f"or {ENV_COORDINATOR} / {ENV_NUM_PROCESSES} / {ENV_PROCESS_ID})"
         )
-    if coordinator_address is not None:
-        host, _, port = coordinator_address.rpartition(":")
-        if not host or not port.isdigit():
-            raise DistributedError(
-                f"coordinator address must be HOST:PORT (process 0's host and a free "
-                f"port), got {coordinator_address!r}"
-            )
-    if num_processes is not None and process_id is not None:
-        if not 0 <= process_id < num_processes:
-            raise DistributedError(f"process_id {process_id} not in [0, {num_processes})")
+    _check_layout(coordinator_address, num_processes, process_id)
     # CPU processes reduce over gloo (the default in recent JAX; older ones had none).
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in env:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -171,11 +177,8 @@ def initialize(
         ) from None
     log.info(
         "joined a %d-process job as process %d (%s): %d local of %d devices",
-        jax.process_count(),
-        jax.process_index(),
-        launcher or "explicit",
-        jax.local_device_count(),
-        jax.device_count(),
+        *(jax.process_count(), jax.process_index(), launcher or "explicit"),
+        *(jax.local_device_count(), jax.device_count()),
     )
     return True
 

@@ -87,47 +87,30 @@ def _level_db(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(magnitude.shape[-1]) * LEVEL_HOP, 10 * np.log10(energy + 1e-20)
 
 
-def restoration_figure(
-    reference: np.ndarray,
-    degraded: np.ndarray,
-    restored: np.ndarray,
-    sample_rate: int,
-    title: str = "",
-    restored_label: str = "restored",
-) -> Figure:
-    """Spectrograms, pre-echo zoom and coherence of reference / MP3 / restored.
-
-    Arrays are ``[C, T]`` or ``[T]`` (channels are averaged for display); the MP3 and
-    restored signals are aligned to the reference first (:func:`metrics.align_output`).
-    """
+def _aligned_signals(reference, degraded, restored, sample_rate, restored_label):
+    """Mono reference, MP3 and restoration (aligned), their labels and the MP3 cutoff."""
     reference = np.asarray(reference, dtype=np.float32)
     ref2 = reference if reference.ndim == 2 else reference[None]
     signals = {"reference": _mono(ref2)}
-    lags = {}
+    labels = {"reference": "reference", "mp3": "MP3", "restored": restored_label}
     cutoff = metrics.cutoff_frequency(degraded, sample_rate)
+    band = cutoff if np.isfinite(cutoff) else None
     for key, x in (("mp3", degraded), ("restored", restored)):
-        band = cutoff if np.isfinite(cutoff) else None
         aligned, lag, polarity = metrics.align_output(
             ref2, np.asarray(x, np.float32), sample_rate, band
         )
         signals[key] = _mono(aligned)
-        lags[key] = (lag, polarity)
-    labels = {"reference": "reference", "mp3": "MP3", "restored": restored_label}
-    for key, (lag, polarity) in lags.items():
         if lag or polarity != 1:
             labels[key] += f" (re-aligned: lag {lag}, polarity {polarity:+d})"
-    nyquist_khz = sample_rate / 2000
+    return signals, labels, cutoff
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 0.9])
-    if title:
-        fig.suptitle(title, fontsize=15)
 
-    # (a) spectrograms on one colour scale, set by the reference's loudest bin.
+def _spectrogram_panels(top, signals, labels, cutoff: float, sample_rate: int) -> None:
+    """(a) spectrograms on one colour scale, set by the reference's loudest bin."""
     specs = {key: _spectrogram_db(x) for key, x in signals.items()}
     vmax = float(specs["reference"].max())
     duration = len(signals["reference"]) / sample_rate
+    has_cutoff = np.isfinite(cutoff) and cutoff < sample_rate / 2
     spec_axes = top.subplots(1, 3, sharex=True, sharey=True)
     for ax, (key, spec) in zip(spec_axes, specs.items(), strict=True):
         image = ax.imshow(
@@ -137,49 +120,43 @@ def restoration_figure(
             cmap="magma",
             vmin=vmax - SPEC_RANGE_DB,
             vmax=vmax,
-            extent=(0.0, duration, 0.0, nyquist_khz),
+            extent=(0.0, duration, 0.0, sample_rate / 2000),
             interpolation="nearest",
         )
         ax.set_title(labels[key], fontsize=12)
         ax.set_xlabel("time (s)")
-        if np.isfinite(cutoff) and cutoff < sample_rate / 2:
+        if has_cutoff:
             ax.axhline(cutoff / 1000, color="white", ls="--", lw=1.0, alpha=0.8)
     spec_axes[0].set_ylabel("frequency (kHz)")
-    if np.isfinite(cutoff) and cutoff < sample_rate / 2:
+    if has_cutoff:
+        label = f"MP3 cutoff {cutoff / 1000:.1f} kHz"
         spec_axes[1].text(
-            0.99 * duration,
-            cutoff / 1000,
-            f"MP3 cutoff {cutoff / 1000:.1f} kHz",
-            color="white",
-            ha="right",
-            va="bottom",
+            0.99 * duration, cutoff / 1000, label, color="white", ha="right", va="bottom",
             fontsize=10,
-        )
+        )  # fmt: skip
     top.colorbar(image, ax=spec_axes, label="power (dB)", fraction=0.03, pad=0.01)
 
-    # (b) waveforms and high-band level around the strongest transient.
+
+_WIDTHS = {"reference": 1.4, "mp3": 1.0, "restored": 1.0}
+
+
+def _onset_panels(wave_ax, level_ax, signals, labels, sample_rate: int) -> None:
+    """(b) waveforms and high-band level around the strongest transient."""
     onset = strongest_onset(signals["reference"], sample_rate)
     n = len(signals["reference"])
     lo = max(0, onset - round(ZOOM_BEFORE_MS * sample_rate / 1000))
     hi = min(n, onset + round(ZOOM_AFTER_MS * sample_rate / 1000))
     t_ms = (np.arange(lo, hi) - onset) * 1000 / sample_rate
-    wave_ax, level_ax, coh_ax = bottom.subplots(1, 3)
     # Stacked traces (one shared amplitude scale) so no curve hides another.
-    widths = {"reference": 1.4, "mp3": 1.0, "restored": 1.0}
     spacing = 2.2 * max(float(np.abs(x[lo:hi]).max(initial=0.0)) for x in signals.values())
     spacing = spacing or 1.0
     for row, (key, x) in enumerate(signals.items()):
         offset = -row * spacing
-        wave_ax.plot(t_ms, x[lo:hi] + offset, color=COLOURS[key], lw=widths[key] * 0.8)
+        wave_ax.plot(t_ms, x[lo:hi] + offset, color=COLOURS[key], lw=_WIDTHS[key] * 0.8)
         wave_ax.text(
-            t_ms[0],
-            offset + 0.3 * spacing,
-            " " + labels[key],
-            color=COLOURS[key],
-            va="bottom",
-            ha="left",
-            fontsize=10,
-        )
+            t_ms[0], offset + 0.3 * spacing, " " + labels[key], color=COLOURS[key],
+            va="bottom", ha="left", fontsize=10,
+        )  # fmt: skip
     wave_ax.axvline(0.0, color="grey", ls=":", lw=1.0)
     wave_ax.set_title(f"waveforms at the strongest onset ({onset / sample_rate:.3f} s)")
     wave_ax.set_xlabel("time from onset (ms)")
@@ -194,12 +171,9 @@ def restoration_figure(
         keep = (centres >= lo) & (centres < hi)
         level_peak = max(level_peak, float(level[keep].max(initial=-np.inf)))
         level_ax.plot(
-            (centres[keep] - onset) * 1000 / sample_rate,
-            level[keep],
-            color=COLOURS[key],
-            lw=widths[key] + 0.4,
-            label=labels[key],
-        )
+            (centres[keep] - onset) * 1000 / sample_rate, level[keep], color=COLOURS[key],
+            lw=_WIDTHS[key] + 0.4, label=labels[key],
+        )  # fmt: skip
     level_ax.axvline(0.0, color="grey", ls=":", lw=1.0)
     level_ax.set_ylim(level_peak - LEVEL_RANGE_DB, level_peak + 5)
     level_ax.set_xlim(t_ms[0], t_ms[-1])
@@ -208,28 +182,53 @@ def restoration_figure(
     level_ax.set_ylabel("level (dB)")
     level_ax.legend(loc="lower right", fontsize=9)
 
-    # (c) coherence with the reference over frequency.
-    nperseg = min(COHERENCE_NPERSEG, n)
+
+def _coherence_panel(coh_ax, signals, labels, cutoff: float, sample_rate: int) -> None:
+    """(c) coherence with the reference over frequency."""
+    nperseg = min(COHERENCE_NPERSEG, len(signals["reference"]))
     # MP3 wide and pale underneath: where the restoration leaves the MP3 band as it is,
     # the two curves coincide and the MP3 still shows as a halo instead of vanishing.
     for key, width, alpha in (("mp3", 2.6, 0.5), ("restored", 0.9, 1.0)):
         f, cxy = dsp.coherence(signals["reference"], signals[key], sample_rate, nperseg=nperseg)
         coh_ax.plot(
-            np.asarray(f) / 1000,
-            np.asarray(cxy),
-            color=COLOURS[key],
-            lw=width,
-            alpha=alpha,
+            np.asarray(f) / 1000, np.asarray(cxy), color=COLOURS[key], lw=width, alpha=alpha,
             label=labels[key],
-        )
+        )  # fmt: skip
     if np.isfinite(cutoff) and cutoff < sample_rate / 2:
         coh_ax.axvline(cutoff / 1000, color="grey", ls="--", lw=1.0, label="MP3 cutoff")
-    coh_ax.set_xlim(0, nyquist_khz)
+    coh_ax.set_xlim(0, sample_rate / 2000)
     coh_ax.set_ylim(0, 1.05)
     coh_ax.set_title("coherence with the reference")
     coh_ax.set_xlabel("frequency (kHz)")
     coh_ax.set_ylabel("magnitude-squared coherence")
     coh_ax.legend(loc="upper right", fontsize=9)
+
+
+def restoration_figure(
+    reference: np.ndarray,
+    degraded: np.ndarray,
+    restored: np.ndarray,
+    sample_rate: int,
+    title: str = "",
+    restored_label: str = "restored",
+) -> Figure:
+    """Spectrograms, pre-echo zoom and coherence of reference / MP3 / restored.
+
+    Arrays are ``[C, T]`` or ``[T]`` (channels are averaged for display); the MP3 and
+    restored signals are aligned to the reference first (:func:`metrics.align_output`).
+    """
+    signals, labels, cutoff = _aligned_signals(
+        reference, degraded, restored, sample_rate, restored_label
+    )
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 0.9])
+    if title:
+        fig.suptitle(title, fontsize=15)
+    _spectrogram_panels(top, signals, labels, cutoff, sample_rate)
+    wave_ax, level_ax, coh_ax = bottom.subplots(1, 3)
+    _onset_panels(wave_ax, level_ax, signals, labels, sample_rate)
+    _coherence_panel(coh_ax, signals, labels, cutoff, sample_rate)
     for ax in (wave_ax, level_ax, coh_ax):
         ax.grid(alpha=0.3)
     return fig
