@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="FILE", help="artifact to write")
     args = p.parse_args(argv)
 
-    from mp3gan.restore import Restorer, export_to_file
+    from mp3gan.export import export_to_file
+    from mp3gan.restore import Restorer
 
     try:
         restorer = Restorer.from_checkpoint(args.checkpoint)

@@ -35,7 +35,7 @@ MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000
 # libsndfile rejects compression_level == 1.0; the CBR map is 320 - 288 * level kbps.
 _MAX_LEVEL = 0.9999
 # Formats we write, by extension; FLAC is 24-bit so restoration output never loses headroom.
-_WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
+WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
 READ_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".mp3", ".ogg")
 
 
@@ -98,7 +98,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     full scale: we refuse rather than clip silently (write WAV, which is float).
     """
     path = Path(path)
-    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise AudioError(f"{path}: unsupported output extension (use .wav or .flac)")
     audio = _as_channels_first(audio, str(path))

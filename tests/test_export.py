@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import signal
 
-from mp3gan.restore import export_generator, export_to_file
+from mp3gan.export import export_generator, export_to_file
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "RESTORE.md"
 

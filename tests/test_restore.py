@@ -119,6 +119,17 @@ def test_restore_function_accepts_a_restorer(restorer):
     assert np.array_equal(restore.restore(x, 44100, restorer), restorer(x, 44100))
 
 
+def test_package_keeps_the_public_names():
+    # The names callers used from the single-module mp3gan.restore still resolve, and the
+    # export ones are the mp3gan.export objects, not copies.
+    from mp3gan import export
+
+    assert restore.export_generator is export.export_generator
+    assert restore.export_to_file is export.export_to_file
+    for name in restore.__all__:
+        assert getattr(restore, name) is not None, name
+
+
 def test_chunk_too_short_is_refused(gen):
     with pytest.raises(ValueError, match="too short"):
         Restorer(gen, 44100, chunk_length=256)

@@ -143,8 +143,8 @@ def test_missing_file_and_unsupported_extension(cli, tmp_path, capsys):
 @pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
 def test_error_mid_write_leaves_no_file(cli, tmp_path, monkeypatch, exc):
     src = wav(tmp_path / "long.wav", n=20000)
-    monkeypatch.setattr(restore, "READ_BLOCK", 1000)  # many blocks, many writes
-    real_write = restore._AtomicWriter.write
+    monkeypatch.setattr(restore.fileio, "READ_BLOCK", 1000)  # many blocks, many writes
+    real_write = restore.fileio.AtomicWriter.write
     calls = []
 
     def failing_write(self, block):
@@ -153,7 +153,7 @@ def test_error_mid_write_leaves_no_file(cli, tmp_path, monkeypatch, exc):
             raise exc
         real_write(self, block)
 
-    monkeypatch.setattr(restore._AtomicWriter, "write", failing_write)
+    monkeypatch.setattr(restore.fileio.AtomicWriter, "write", failing_write)
     code = cli([str(src), "-q"])
     assert code == (130 if isinstance(exc, KeyboardInterrupt) else 1)
     assert len(calls) == 3  # it did die mid-way
