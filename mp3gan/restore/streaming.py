@@ -24,78 +24,55 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Callable
-from math import gcd
 
 import numpy as np
-from scipy import signal
+import soxr
 
 
 class StreamResampler:
-    """Block-by-block version of :func:`mp3gan.audio.resample` with the same output.
+    """Block-by-block band-limited resampling: libsoxr's streaming resampler, HQ quality.
 
-    Same Kaiser-windowed FIR and alignment as ``scipy.signal.resample_poly`` (which
-    ``audio.resample`` calls), evaluated with ``upfirdn`` on a sliding window of input,
-    so the concatenated output equals the whole-array result up to float rounding while
-    memory stays at one block plus the filter's span.
+    It replaced a Kaiser-windowed polyphase filter (``scipy.signal.upfirdn``) after
+    ``benchmarks/resampler.py`` measured it better on every count: passband SNR against
+    the exact band-limited result 86-134 dB instead of 54-58 dB, tones just above the
+    output's Nyquist frequency folded back at -126 dB instead of -6 dB, and as fast or
+    faster. Its output is aligned with the input (no delay), blocks of any size give the
+    same samples as one call, and the stream's total length is ``ceil(n * sr_out /
+    sr_in)``, as if the input continued with zeros.
     """
 
-    def __init__(self, sr_in: int, sr_out: int, channels: int):
-        g = gcd(int(sr_in), int(sr_out))
-        self.up, self.down = int(sr_out) // g, int(sr_in) // g
-        self.identity = self.up == self.down
-        self.channels = channels
+    def __init__(self, sr_in: int, sr_out: int, channels: int, quality: str = "HQ"):
+        self.sr_in, self.sr_out, self.channels = int(sr_in), int(sr_out), int(channels)
+        self.identity = self.sr_in == self.sr_out
+        self.received = 0  # input samples so far
+        self.emitted = 0  # output samples so far
         if not self.identity:
-            max_rate = max(self.up, self.down)
-            half_len = 10 * max_rate
-            h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 8.0))
-            pre_pad = self.down - half_len % self.down
-            self.h = np.concatenate([np.zeros(pre_pad), h * self.up])
-            self.pre = (half_len + pre_pad) // self.down
-        self.buf = np.zeros((channels, 0), np.float32)
-        self.base = 0  # input index of buf[:, 0]
-        self.received = 0
-        self.next_out = 0
+            self.stream = soxr.ResampleStream(
+                self.sr_in, self.sr_out, self.channels, dtype="float32", quality=quality
+            )
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """Feed ``[C, n]`` input; return every output sample that is now complete."""
-        if self.identity:
-            self.received += block.shape[-1]
-            return block
-        self.buf = np.concatenate([self.buf, block], axis=-1)
+        """Feed ``[C, n]`` input; return the output samples that are now complete."""
         self.received += block.shape[-1]
-        # Output n needs inputs up to floor((n + pre) * down / up) < received.
-        n_end = (self.received * self.up - 1) // self.down - self.pre + 1
-        return self._emit(n_end)
+        if self.identity:
+            return block
+        out = self.stream.resample_chunk(np.ascontiguousarray(block.T, np.float32)).T
+        self.emitted += out.shape[-1]
+        return out
 
     def flush(self) -> np.ndarray:
         """End of input: the remaining output, as if the input continued with zeros."""
         if self.identity:
             return np.zeros((self.channels, 0), np.float32)
-        return self._emit(-(-self.received * self.up // self.down))
-
-    def _first_input(self, n: int) -> int:
-        """First input index that output ``n`` depends on, rounded down to a multiple of
-        ``down`` so the upfirdn output grid lands on the global one."""
-        i_lo = max(0, -(-((n + self.pre) * self.down - len(self.h) + 1) // self.up))
-        return i_lo // self.down * self.down
-
-    def _emit(self, n_end: int) -> np.ndarray:
-        n0 = self.next_out
-        if n_end <= n0:
-            return np.zeros((self.channels, 0), np.float32)
-        start = self._first_input(n0)
-        stop = (n_end - 1 + self.pre) * self.down // self.up + 1
-        if stop > self.base + self.buf.shape[-1]:  # only at flush: zeros after the end
-            missing = stop - self.base - self.buf.shape[-1]
-            self.buf = np.pad(self.buf, ((0, 0), (0, missing)))
-        seg = self.buf[:, start - self.base : stop - self.base]
-        y = signal.upfirdn(self.h, seg, self.up, self.down, axis=-1)
-        j0 = n0 + self.pre - start * self.up // self.down
-        out = y[:, j0 : j0 + n_end - n0].astype(np.float32)
-        self.next_out = n_end
-        keep = self._first_input(n_end)
-        self.buf = self.buf[:, keep - self.base :]
-        self.base = keep
+        total = -(-self.received * self.sr_out // self.sr_in)
+        # soxr ends the stream at round(n * ratio) samples; a few more input zeros let it
+        # compute the (at most one) sample beyond that which ceil() asks for.
+        zeros = np.zeros((-(-self.sr_in // self.sr_out) + 1, self.channels), np.float32)
+        out = self.stream.resample_chunk(zeros, last=True).T[:, : max(0, total - self.emitted)]
+        # Should a soxr version end its stream earlier than round(), pad to the promised length.
+        short = total - self.emitted - out.shape[-1]
+        out = np.pad(out, ((0, 0), (0, max(0, short))))
+        self.emitted += out.shape[-1]
         return out
 
 
