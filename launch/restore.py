@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p.prog}: error: {msg}", file=sys.stderr)
 
     try:
-        pairs = plan_outputs(find_inputs(args.inputs), args.output, f".{args.type}")
+        pairs = plan_outputs(find_inputs(args.inputs, args.output), args.output, f".{args.type}")
     except AudioError as e:
         error(str(e))
         return 2

@@ -197,3 +197,45 @@ def test_subprocess_with_a_real_checkpoint(tmp_path):
     x, _ = audio.read_audio(good)
     expected = Restorer(random_generator(size=MICRO), 44100, **chunking)(x, 44100)
     assert np.abs(y - expected).max() <= 1e-5
+
+
+# Issue 16, item 1: an output path never equals any input of the run.
+def test_an_input_is_never_overwritten_by_another_inputs_output(cli, tmp_path, capsys):
+    album = tmp_path / "album"
+    flac, wave = wav(album / "song.flac"), wav(album / "song.wav", seed=1)
+    before = {p: p.read_bytes() for p in (flac, wave)}
+    # song.flac would be written to album/song.wav, which is the other input.
+    assert cli([str(album), "-o", str(album), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "song.flac" in err and "is an input" in err
+    assert {p: p.read_bytes() for p in (flac, wave)} == before
+    # The same across folders: a/song.flac and b/song.wav into b/.
+    a, b = wav(tmp_path / "a" / "song.flac"), wav(tmp_path / "b" / "song.wav", seed=2)
+    b_before = b.read_bytes()
+    assert cli([str(a), str(b), "-o", str(tmp_path / "b"), "-q"]) == 1
+    assert b.read_bytes() == b_before
+
+
+def test_an_input_reached_through_a_link_is_not_overwritten(cli, tmp_path, capsys):
+    # b/song.wav is an input under another name (a linked folder): a/song.flac's output
+    # b/song.wav is that input, found only by resolving the link.
+    a = wav(tmp_path / "a" / "song.flac")
+    real = wav(tmp_path / "b" / "song.wav", seed=3)
+    (tmp_path / "b_link").symlink_to(tmp_path / "b")
+    before = real.read_bytes()
+    assert cli([str(a), str(tmp_path / "b_link" / "song.wav"), "-o", str(tmp_path / "b")]) == 1
+    assert real.read_bytes() == before
+    assert "is an input" in capsys.readouterr().err
+
+
+def test_a_rerun_does_not_restore_its_own_outputs(cli, tmp_path):
+    album = tmp_path / "album"
+    wav(album / "song.flac")
+    out = album / "restored"
+    assert cli([str(album), "-o", str(out), "-q"]) == 0
+    assert cli([str(album), "-o", str(out), "-q"]) == 0
+    assert sorted(p.relative_to(album).as_posix() for p in album.rglob("*.*")) == [
+        "restored/song.wav",
+        "song.flac",
+    ]

@@ -37,6 +37,29 @@ class FileResult:
     limiter_db: float = 0.0
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of an existing file: equal for hard links and symlinks to it."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _Inputs:
+    """The inputs of a run, to tell whether an output path is one of them: by resolved
+    path (symlinks, ``..``) and, for files that exist, by device and inode (hard links)."""
+
+    def __init__(self, sources: Sequence[Path]):
+        self.by_path = {Path(os.path.realpath(src)): src for src in sources}
+        self.by_inode = {key: src for src in sources if (key := _identity(src))}
+
+    def find(self, path: Path) -> Path | None:
+        found = self.by_path.get(Path(os.path.realpath(path)))
+        key = _identity(path)
+        return found if found is not None or key is None else self.by_inode.get(key)
+
+
 def same_file(a: Path, b: Path) -> bool:
     """True when two paths name the same file (resolving links), existing or not."""
     if a.exists() and b.exists():
@@ -103,23 +126,29 @@ def restore_file(
     return result
 
 
-def find_inputs(paths: Sequence[str | Path]) -> list[tuple[Path, Path | None]]:
+def find_inputs(
+    paths: Sequence[str | Path], output: str | Path | None = None
+) -> list[tuple[Path, Path | None]]:
     """Expand inputs into ``(file, folder it was found under or None)``.
 
     Folders are searched recursively for audio extensions, skipping our own outputs
-    (``*.restored.*``) and temporary files, so re-running on a folder does not restore
-    the restorations. A named path that does not exist is kept (it fails later with a
-    clear message) so the other files still run.
+    (``*.restored.*``), temporary files, and everything under ``output`` when that lies
+    inside a searched folder, so re-running on a folder does not restore the
+    restorations. A named path that does not exist is kept (it fails later with a clear
+    message) so the other files still run.
     """
+    skip = Path(output).resolve() if output is not None else None
     found: list[tuple[Path, Path | None]] = []
     for p in map(Path, paths):
         if p.is_dir():
+            inside = skip is not None and skip != p.resolve() and skip.is_relative_to(p.resolve())
             for f in sorted(p.rglob("*")):
                 if (
                     f.is_file()
                     and f.suffix.lower() in READ_EXTENSIONS
                     and not f.stem.endswith(".restored")
                     and not f.name.startswith(".")
+                    and not (inside and f.resolve().is_relative_to(skip))
                 ):
                     found.append((f, p))
         else:
@@ -171,7 +200,8 @@ def restore_files(
 
     A bad file (unreadable, NaN, truncated, unsupported layout, output == input, two
     inputs with one output) goes to ``on_error`` as one line naming it, and the rest go
-    on. ``log`` gets the success lines. Both default to printing to stderr through tqdm.
+    on. No output is ever written over an input of the run (any of them, however it is
+    reached). ``log`` gets the success lines. Both default to printing to stderr through tqdm.
     ``show_progress=None`` shows tqdm bars (files, and chunks of each file) only on a
     terminal.
     """
@@ -183,11 +213,18 @@ def restore_files(
     log = log or stderr
     on_error = on_error or (lambda msg: stderr(f"error: {msg}"))
     failed = 0
+    inputs = _Inputs([src for src, _ in pairs])
     claimed: dict[Path, Path] = {}
     disable = None if show_progress is None else not show_progress
     bars = tqdm(pairs, unit="file", disable=disable)
     for src, dst in bars:
         try:
+            clash = inputs.find(dst)
+            if clash is not None and not same_file(clash, src):
+                raise AudioError(
+                    f"{src}: output {dst} is an input of this run ({clash}); "
+                    "refusing to overwrite it"
+                )
             key = dst.resolve()
             if key in claimed:
                 raise AudioError(f"{src}: output {dst} is also the output of {claimed[key]}")
