@@ -143,7 +143,7 @@ def test_missing_file_and_unsupported_extension(cli, tmp_path, capsys):
 @pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])
 def test_error_mid_write_leaves_no_file(cli, tmp_path, monkeypatch, exc):
     src = wav(tmp_path / "long.wav", n=20000)
-    monkeypatch.setattr(restore.fileio, "READ_BLOCK", 1000)  # many blocks, many writes
+    monkeypatch.setattr(audio, "READ_BLOCK", 1000)  # many blocks, many writes
     real_write = restore.fileio.AtomicWriter.write
     calls = []
 
@@ -239,3 +239,28 @@ def test_a_rerun_does_not_restore_its_own_outputs(cli, tmp_path):
         "restored/song.wav",
         "song.flac",
     ]
+
+
+# Issue 16, item 3: one bad file never stops a batch, whatever goes wrong with it.
+def test_a_batch_goes_on_after_any_failure(cli, tmp_path, monkeypatch, capsys):
+    from test_audio import wav_with_header
+
+    huge_rate = wav_with_header(tmp_path / "huge_rate.wav", 2_147_483_647)
+    explodes = wav(tmp_path / "explodes.wav")
+    good = wav(tmp_path / "good.wav")
+    real_restore_file = restore.batch.restore_file
+
+    def restore_file(restorer, src, dst, **kwargs):
+        if Path(src).name == "explodes.wav":  # what a 320 GiB allocation used to raise
+            raise MemoryError("Unable to allocate 320. GiB")
+        return real_restore_file(restorer, src, dst, **kwargs)
+
+    monkeypatch.setattr(restore.batch, "restore_file", restore_file)
+    code = cli([str(huge_rate), str(explodes), str(good), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "huge_rate.wav: sample rate 2147483647 Hz is outside" in err
+    assert "explodes.wav: MemoryError: Unable to allocate" in err
+    assert "2 of 3 files failed" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.wav"]
+    assert explodes.exists()

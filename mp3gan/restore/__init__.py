@@ -6,8 +6,8 @@
 - ``streaming.py``: the numpy building blocks :meth:`Restorer.stream` is made of (a
   streaming resampler, the chunker, the row batcher, the crossfading stitcher). Peak
   memory does not grow with the stream's length.
-- ``fileio.py``: a block reader, an atomic block writer (a hidden temporary file renamed
-  at the end) and the FLAC safety limiter.
+- ``fileio.py``: an atomic block writer (a hidden temporary file renamed at the end) and
+  the FLAC safety limiter; files are read by :class:`mp3gan.audio.AudioReader`.
 - ``batch.py``: :func:`restore_file` (one file, streamed) and the many-file loop of the
   command line (finding inputs, planning outputs, one line per file).
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mp3gan.audio import READ_BLOCK
 from mp3gan.restore.batch import (
     FileResult,
     find_inputs,
@@ -31,7 +32,6 @@ from mp3gan.restore.fileio import (
     FLAC_MAX_CHANNELS,
     LIMITER_CEILING,
     LIMITER_SECONDS,
-    READ_BLOCK,
     PeakLimiter,
 )
 from mp3gan.restore.restorer import (

@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from mp3gan.audio import READ_EXTENSIONS, WRITE_FORMATS, AudioError
-from mp3gan.restore import fileio
+from mp3gan import audio
+from mp3gan.audio import READ_EXTENSIONS, WRITE_FORMATS, AudioError, AudioReader
 from mp3gan.restore.fileio import (
     FLAC_MAX_CHANNELS,
     LIMITER_SECONDS,
     AtomicWriter,
-    BlockReader,
     PeakLimiter,
 )
 from mp3gan.restore.restorer import Restorer
@@ -77,7 +76,7 @@ def restore_file(
 ) -> FileResult:
     """Restore one audio file (WAV/FLAC/AIFF/MP3/OGG) into ``dst`` (.wav or .flac).
 
-    Streams, ``block`` frames at a time (default :data:`fileio.READ_BLOCK`): memory does
+    Streams, ``block`` frames at a time (default :data:`mp3gan.audio.READ_BLOCK`): memory does
     not grow with the file's length. WAV output is float32 and keeps peaks above full
     scale; FLAC (24-bit) cannot, so it goes through :class:`PeakLimiter` and the result
     reports how much it limited. The output appears only when complete. ``progress`` (a
@@ -87,7 +86,7 @@ def restore_file(
     src, dst = Path(src), Path(dst)
     if same_file(src, dst):
         raise AudioError(f"{src}: output path is the input file; refusing to overwrite it")
-    reader = BlockReader(src, fileio.READ_BLOCK if block is None else block)
+    reader = AudioReader(src, audio.READ_BLOCK if block is None else block)
     try:
         if dst.suffix.lower() == ".flac" and reader.channels > FLAC_MAX_CHANNELS:
             raise AudioError(
@@ -199,9 +198,10 @@ def restore_files(
     """Restore each ``(src, dst)``; report one line per file. Returns how many failed.
 
     A bad file (unreadable, NaN, truncated, unsupported layout, output == input, two
-    inputs with one output) goes to ``on_error`` as one line naming it, and the rest go
-    on. No output is ever written over an input of the run (any of them, however it is
-    reached). ``log`` gets the success lines. Both default to printing to stderr through tqdm.
+    inputs with one output, or any other failure while restoring it) goes to
+    ``on_error`` as one line naming it, and the rest go on. No output is ever written
+    over an input of the run (any of them, however it is reached). ``log`` gets the
+    success lines. Both default to printing to stderr through tqdm.
     ``show_progress=None`` shows tqdm bars (files, and chunks of each file) only on a
     terminal.
     """
@@ -241,7 +241,12 @@ def restore_files(
                     f"by up to {result.limiter_db:.2f} dB"
                 )
             log(f"{src} -> {dst} ({result.seconds:.2f} s{note})")
-        except (AudioError, OSError, sf.LibsndfileError) as e:
+        except Exception as e:  # one bad file never stops the batch, whatever the cause
             failed += 1
-            on_error(str(e) if isinstance(e, AudioError) else f"{src}: {e}")
+            if isinstance(e, AudioError):
+                on_error(str(e))
+            elif isinstance(e, OSError | sf.LibsndfileError):
+                on_error(f"{src}: {e}")
+            else:
+                on_error(f"{src}: {type(e).__name__}: {e}")
     return failed

@@ -1,15 +1,11 @@
-"""Files in the restore path: a block reader, an atomic block writer, the FLAC limiter.
+"""Files in the restore path: an atomic block writer and the FLAC safety limiter.
 
-Each reads or writes one block at a time, so a restored file streams through in bounded
-memory, and every error names the file it is about.
+Both take one block at a time, so a restored file streams through in bounded memory
+(the reader is :class:`mp3gan.audio.AudioReader`, shared with training and evaluation).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,85 +13,11 @@ import soundfile as sf
 from scipy import ndimage
 
 from mp3gan import files
-from mp3gan.audio import MP3_FRAME, WRITE_FORMATS, AudioError
+from mp3gan.audio import WRITE_FORMATS, AudioError
 
-READ_BLOCK = 65536  # frames read (and written) per block when streaming a file
 FLAC_MAX_CHANNELS = 8
 LIMITER_CEILING = 0.999  # FLAC output peak after the safety limiter (just under full scale)
 LIMITER_SECONDS = 0.005  # limiter look-ahead and release window
-
-
-@contextlib.contextmanager
-def _c_stderr_muted() -> Iterator[None]:
-    """Silence file descriptor 2 for a libsndfile call.
-
-    mpg123 (libsndfile's MP3 decoder) prints resync notes and tag warnings straight to
-    the C stderr for damaged MP3s; the one-line error we raise says what matters.
-    """
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-class BlockReader:
-    """Opens an audio file and yields float32 ``[C, n]`` blocks, with errors that name it."""
-
-    def __init__(self, path: Path, block: int = READ_BLOCK):
-        self.path, self.block = path, block
-        if not path.is_file():
-            raise AudioError(f"{path}: no such file")
-        if path.stat().st_size == 0:
-            raise AudioError(f"{path}: file is empty")
-        try:
-            with _c_stderr_muted():
-                self.file = sf.SoundFile(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError):
-            raise AudioError(f"{path}: not an audio file that libsndfile can decode") from None
-        self.sample_rate, self.channels = int(self.file.samplerate), int(self.file.channels)
-        self.frames = int(self.file.frames)  # a header's claim: trusted for progress only
-        self.is_mp3 = self.file.format == "MP3"
-        if self.channels < 1:
-            self.file.close()
-            raise AudioError(f"{path}: audio has zero channels")
-
-    def blocks(self) -> Iterator[np.ndarray]:
-        """The file's samples as ``[C, n]`` float32 blocks; AudioError on a bad stream."""
-        read = 0
-        while True:
-            try:
-                with _c_stderr_muted() if self.is_mp3 else contextlib.nullcontext():
-                    data = self.file.read(self.block, dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as e:
-                raise AudioError(f"{self.path}: corrupt audio stream ({e})") from None
-            if data.shape[0] == 0:
-                break
-            bad = ~np.isfinite(data)
-            if bad.any():
-                first = read + int(np.argwhere(bad)[0][0])
-                raise AudioError(
-                    f"{self.path}: NaN/Inf samples (first at {first / self.sample_rate:.3f} s)"
-                )
-            read += data.shape[0]
-            yield np.ascontiguousarray(data.T)
-        if read == 0:
-            raise AudioError(f"{self.path}: no audio samples (truncated or empty stream)")
-        # An MP3 with a Xing/Info header declares its length; a stream that ends well
-        # before it was cut off (mpg123 just stops decoding).
-        if self.is_mp3 and self.frames > read + max(2 * MP3_FRAME, self.frames // 100):
-            sr = self.sample_rate
-            raise AudioError(
-                f"{self.path}: truncated or corrupt MP3 (decodes to {read / sr:.2f} s "
-                f"of the {self.frames / sr:.2f} s its header declares)"
-            )
-
-    def close(self) -> None:
-        self.file.close()
 
 
 class AtomicWriter:
