@@ -264,3 +264,11 @@ def test_a_batch_goes_on_after_any_failure(cli, tmp_path, monkeypatch, capsys):
     assert "2 of 3 files failed" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.wav"]
     assert explodes.exists()
+
+
+def test_infinite_chunk_seconds_is_a_usage_error(tmp_path, capsys):
+    src = wav(tmp_path / "song.wav")
+    code = load_cli().main([str(src), "--checkpoint", "none", "--chunk-seconds", "inf"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "chunk" in err and "finite" in err

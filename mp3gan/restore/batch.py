@@ -105,8 +105,9 @@ def restore_file(
             if progress is not None:
                 progress.reset(total=n_chunks)
                 on_chunk = lambda: progress.update(1)  # noqa: E731
+            blocks = reader.blocks()
             for y in restorer.stream(
-                reader.blocks(), reader.sample_rate, reader.channels, on_chunk
+                blocks, reader.sample_rate, reader.channels, on_chunk, str(src)
             ):
                 writer.write(limiter.process(y) if limiter else y)
             if limiter:

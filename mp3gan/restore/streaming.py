@@ -176,18 +176,18 @@ class Batcher:
         self.chunks: collections.deque[PendingChunk] = collections.deque()  # in order
         self.rows: list[tuple[PendingChunk, int]] = []  # (chunk, channel) not yet run
 
-    def add(self, start: int, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Queue the chunk at ``start``; return the ``(start, output)`` pairs now done."""
+    def add(self, start: int, chunk: np.ndarray) -> list[PendingChunk]:
+        """Queue the chunk at ``start``; return the chunks now done, in order."""
         pending = PendingChunk(start, chunk, np.empty_like(chunk))
         self.chunks.append(pending)
         self.rows.extend((pending, c) for c in range(self.channels))
         return self._drain(final=False)
 
-    def flush(self) -> list[tuple[int, np.ndarray]]:
+    def flush(self) -> list[PendingChunk]:
         """Run the rows still queued (a partly filled last batch); return what is done."""
         return self._drain(final=True)
 
-    def _drain(self, final: bool) -> list[tuple[int, np.ndarray]]:
+    def _drain(self, final: bool) -> list[PendingChunk]:
         while len(self.rows) >= self.batch_size or (final and self.rows):
             batch, self.rows = self.rows[: self.batch_size], self.rows[self.batch_size :]
             y = self.run(np.stack([pending.input[c] for pending, c in batch]))
@@ -196,6 +196,33 @@ class Batcher:
                 pending.rows_done += 1
         done = []
         while self.chunks and self.chunks[0].rows_done == self.channels:
-            pending = self.chunks.popleft()
-            done.append((pending.start, pending.output))
+            done.append(self.chunks.popleft())
         return done
+
+
+class Fifo:
+    """A first-in first-out queue of ``[C, n]`` samples."""
+
+    def __init__(self, channels: int):
+        self.parts: collections.deque[np.ndarray] = collections.deque()
+        self.channels, self.size = channels, 0
+
+    def push(self, x: np.ndarray) -> None:
+        if x.shape[-1]:
+            self.parts.append(x)
+            self.size += x.shape[-1]
+
+    def pop(self, n: int) -> np.ndarray:
+        """The oldest ``n`` samples (at most :attr:`size`)."""
+        n = min(n, self.size)
+        out = np.empty((self.channels, n), np.float32)
+        filled = 0
+        while filled < n:
+            part = self.parts.popleft()
+            take = min(n - filled, part.shape[-1])
+            out[:, filled : filled + take] = part[:, :take]
+            if take < part.shape[-1]:
+                self.parts.appendleft(part[:, take:])
+            filled += take
+        self.size -= n
+        return out
