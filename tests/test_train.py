@@ -138,3 +138,62 @@ def test_cli_reports_a_bad_config_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "train.eval_degradations: bad degradation 'nonsense:1'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Issue 16, item 5: data problems fail before any work, one line each.
+def _one_file_corpus(root):
+    root.mkdir()
+    audio.write_audio(root / "only.flac", clicks_and_noise(22050, 44100) * 0.5, 44100)
+    return root
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda root: root, "data.path is not a folder|no such folder"),
+        (lambda root: root.mkdir() or root, "no usable lossless audio"),
+        (_one_file_corpus, "the validation split is empty"),
+    ],
+    ids=["missing", "empty", "one-file"],
+)
+def test_data_problems_fail_before_any_work(tmp_path, monkeypatch, make, message):
+    monkeypatch.setenv("MP3GAN_CACHE_HOME", str(tmp_path / "cache"))
+    config = tiny.get_config()
+    config.data.path = str(make(tmp_path / "corpus"))
+    built = []
+    monkeypatch.setattr(train, "create_state", lambda *a: built.append(1))
+    with pytest.raises(train.ConfigError, match=message) as err:
+        train.train_and_evaluate(config, tmp_path / "run")
+    assert "\n" not in str(err.value) and not built
+    assert not (tmp_path / "run").exists()
+
+
+# Issue 16, item 5: a divergence or unusable checkpoints end the CLI with the message.
+@pytest.mark.parametrize(
+    "error",
+    [
+        'FloatingPointError("non-finite loss at step 7: g_loss nan (last checkpoint: step 5)")',
+        "checkpoint.CheckpointError('/w/checkpoints/latest: every checkpoint is damaged')",
+    ],
+)
+def test_cli_stops_cleanly_with_the_message(tmp_path, error):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, train_command
+
+    script = f"""
+import runpy, sys
+sys.path.insert(0, {str(ROOT)!r})
+from mp3gan import checkpoint, train
+def stopped(config, workdir):
+    raise {error}
+train.train_and_evaluate = stopped
+sys.argv = {train_command(f"--workdir={tmp_path / 'run'}")[1:]!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    expected = "non-finite loss at step 7" if "Floating" in error else "every checkpoint is"
+    assert expected in proc.stderr
