@@ -272,3 +272,38 @@ def test_infinite_chunk_seconds_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "chunk" in err and "finite" in err
+
+
+# Issue 16, item 6: SIGTERM and SIGHUP clean up as Ctrl-C does.
+@pytest.mark.parametrize("name,status", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_mid_write_leaves_no_file(tmp_path, name, status):
+    from mp3gan.checkpoint import save_generator
+
+    config = ml_collections.ConfigDict(
+        {"data": {"sample_rate": 44100}, "model": {"generator": MICRO}, "restore": {}}
+    )
+    config.restore.chunk_length, config.restore.crossfade = 2048, 64
+    save_generator(tmp_path / "ckpt", random_generator(size=MICRO), config)
+    src = wav(tmp_path / "work" / "long.wav", n=44100)
+    # The process signals itself once the first block is in the temporary output: a
+    # `kill` at the worst moment, without racing the clock.
+    script = f"""
+import os, runpy, signal, sys
+sys.path.insert(0, {str(ROOT)!r})
+from mp3gan.restore import fileio
+real_write = fileio.AtomicWriter.write
+def write(self, block):
+    real_write(self, block)
+    assert self.tmp.stat().st_size > 0
+    os.kill(os.getpid(), signal.{name})
+fileio.AtomicWriter.write = write
+sys.argv = {[str(CLI), str(src), "--checkpoint", str(tmp_path / "ckpt"), "-q"]!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == status, proc.stderr
+    assert f"terminated by {name}; no partial output" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["long.wav"]
