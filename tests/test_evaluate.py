@@ -9,7 +9,7 @@ import pytest
 from conftest import clicks_and_noise, load_cli
 from scipy import stats
 
-from mp3gan import audio, baselines, evaluate
+from mp3gan import audio, baselines, evaluate, metrics
 
 SR = 44100
 
@@ -184,3 +184,15 @@ def test_select_clip_puts_the_first_attack_after_a_lead_in_and_fixes_the_length(
     clip = evaluate.select_clip(late, SR, 1.0)
     assert clip.shape == (2, SR) and clip[0, lead] == 0.5
     assert evaluate.select_clip(one_shot, SR, 1.0, pad=False).shape == (1, lead + SR // 2)
+
+
+def test_an_undefined_metric_does_not_end_an_evaluation(clip, monkeypatch):
+    # Issue 16, item 10: ViSQOL refusing the clips killed training's evaluation.
+    from test_metrics import FailingVisqol
+
+    monkeypatch.setattr(metrics, "_visqol_api", lambda: FailingVisqol())
+    records = evaluate.evaluate_clips({"identity": baselines.identity}, [clip])
+    assert records[0]["output"]["visqol"] is None and records[0]["input"]["visqol"] is None
+    assert records[0]["output"]["lsd"] is not None
+    summary = evaluate.summarize(records)
+    assert summary and "visqol" in evaluate.results_markdown(summary)
