@@ -1,17 +1,21 @@
 """launch/restore.py: outputs, folders, bad inputs, refusals, atomic writes, exit codes."""
 
 import importlib.util
+import re
+import signal as signals
 import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
 from conftest import random_generator, signal
+from flax import nnx
 
-from mp3gan import audio, restore
+from mp3gan import audio, files, restore
 from mp3gan.restore import Restorer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,3 +311,214 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     assert f"terminated by {name}; no partial output" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["long.wav"]
+
+
+# --------------------------------------------------------------------------------------
+# The bad-input table of docs/RESTORE.md, row by row
+# --------------------------------------------------------------------------------------
+
+DOCS = ROOT / "docs" / "RESTORE.md"
+REAL_FROM_CHECKPOINT = Restorer.__dict__["from_checkpoint"]
+
+
+def bad_input_table() -> dict[str, tuple[str | None, str]]:
+    """``input -> (quoted message or None, exit status)`` from the docs' table."""
+    text = DOCS.read_text().split("<!-- bad-input-table -->", 1)[1]
+    rows = {}
+    for line in text.strip().splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        what, happens, status = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        quoted = re.search(r"`([^`]+)`", happens)
+        rows[what] = (quoted.group(1) if quoted else None, status)
+    return rows
+
+
+def tiny_checkpoint(folder: Path, factor: float = 1.0) -> Path:
+    from mp3gan.checkpoint import save_generator
+
+    config = ml_collections.ConfigDict(
+        {"data": {"sample_rate": 44100}, "model": {"generator": MICRO}}
+    )
+    generator = random_generator(size=MICRO)
+    graphdef, state = nnx.split(generator)
+    state = jax.tree.map(lambda p: p * np.float32(factor), state)
+    save_generator(folder, nnx.merge(graphdef, state), config)
+    return folder
+
+
+def raise_in_write(monkeypatch, exc: BaseException) -> None:
+    def write(self, block):
+        raise exc
+
+    monkeypatch.setattr(restore.fileio.AtomicWriter, "write", write)
+
+
+def float_wav(path: Path, x: np.ndarray) -> Path:
+    sf.write(path, x.T, 44100, subtype="FLOAT")
+    return path
+
+
+def cli_rows(d: Path, mp: pytest.MonkeyPatch, gen) -> dict:
+    """Per row of the table, the arguments of a run that shows it (after any setup)."""
+    from test_audio import wav_with_header
+    from test_checkpoint import biggest_file, truncate
+
+    def real_loading(*argv):
+        mp.setattr(Restorer, "from_checkpoint", REAL_FROM_CHECKPOINT)
+        return [str(wav(d / "song.wav")), *argv]
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    def mp3_cut():
+        data = audio.mp3_encode(signal(2, 44100), 44100, 128)
+        (d / "cut.mp3").write_bytes(data[: len(data) * 6 // 10])
+        return [str(d / "cut.mp3")]
+
+    def flac_damaged():
+        flac = wav(d / "damaged.flac", n=44100)
+        data = bytearray(flac.read_bytes())
+        data[len(data) // 2 : len(data) // 2 + 3000] = b"\xff" * 3000
+        flac.write_bytes(bytes(data))
+        return [str(flac)]
+
+    def one_sample(value):
+        x = signal(1, 4410)
+        x[0, 100] = value
+        return [str(float_wav(d / "odd.wav", x))]
+
+    def many_channels():
+        sf.write(d / "many.aiff", np.zeros((100, 185), np.float32), 44100, subtype="PCM_16")
+        return [str(d / "many.aiff")]
+
+    def garbage_weights():
+        broken = Restorer(
+            nnx.merge(*[jax.tree.map(lambda p: p * np.float32(1e30), x) if i else x
+                        for i, x in enumerate(nnx.split(gen))]),
+            44100, chunk_length=1024, crossfade=64,
+        )  # fmt: skip
+        mp.setattr(Restorer, "from_checkpoint", staticmethod(lambda *a, **k: broken))
+        return [str(wav(d / "song.wav"))]
+
+    def nan_checkpoint():
+        return real_loading("--checkpoint", str(tiny_checkpoint(d / "nan", np.nan)))
+
+    def cut_checkpoint():
+        ckpt = tiny_checkpoint(d / "cut")
+        truncate(biggest_file(ckpt / "generator"))
+        return real_loading("--checkpoint", str(ckpt))
+
+    def during_restore(exc):
+        raise_in_write(mp, exc)
+        return [str(wav(d / "long.wav", n=20000))]
+
+    def album_onto_itself():
+        wav(d / "album" / "song.flac"), wav(d / "album" / "song.wav")
+        return [str(d / "album"), "-o", str(d / "album")]
+
+    def empty_file():
+        (d / "empty.wav").touch()
+        return [str(d / "empty.wav")]
+
+    def unopenable():
+        mp.setattr(audio, "open", denied, raising=False)  # root is not stopped by chmod
+        return [str(wav(d / "locked.wav"))]
+
+    def text_bytes():
+        (d / "text.wav").write_bytes(b"not audio at all\n" * 100)
+        return [str(d / "text.wav")]
+
+    def no_audio_folder():
+        (d / "nothing").mkdir()
+        (d / "nothing" / "notes.txt").write_text("liner notes")
+        return [str(d / "nothing")]
+
+    def two_onto_one():
+        a, b = wav(d / "a" / "x.wav"), wav(d / "b" / "x.flac")
+        return [str(a), str(b), "-o", str(d / "out")]
+
+    return {
+        "missing file": lambda: [str(d / "nope.wav"), str(wav(d / "good.wav"))],
+        "a folder named with `-o` as its own output": album_onto_itself,
+        "empty file": empty_file,
+        "file that cannot be opened": unopenable,
+        "random or text bytes": text_bytes,
+        "MP3 cut short": mp3_cut,
+        "FLAC with a damaged stream": flac_damaged,
+        "NaN or Inf samples": lambda: one_sample(np.nan),
+        "a float sample of 3e38": lambda: one_sample(3e38),
+        "WAV header claiming 2147483647 Hz": lambda: [
+            str(wav_with_header(d / "huge.wav", 2_147_483_647))
+        ],
+        "AIFF header claiming 185 channels": many_channels,
+        "10 channels written as FLAC": lambda: [
+            str(wav(d / "ten.wav", channels=10, n=500)),
+            "-t",
+            "flac",
+        ],
+        "output path = input path (also via a link or `..`)": lambda: [
+            str(wav(d / "sub" / "song.wav")),
+            "-o",
+            str(d / "sub" / ".." / "sub" / "song.wav"),
+        ],
+        "two inputs with one output name": two_onto_one,
+        "output named `.mp3`": lambda: [str(wav(d / "song.wav")), "-o", str(d / "x.mp3")],
+        "several inputs, `-o` naming a file": lambda: [
+            str(wav(d / "a.wav")),
+            str(wav(d / "b.wav")),
+            "-o",
+            str(d / "out.wav"),
+        ],
+        "a folder with no audio files": no_audio_folder,
+        "`--chunk-seconds inf`": lambda: real_loading(
+            "--checkpoint", "none", "--chunk-seconds", "inf"
+        ),
+        "missing checkpoint": lambda: real_loading("--checkpoint", str(d / "no-model")),
+        "checkpoint with a truncated file": cut_checkpoint,
+        "checkpoint with NaN weights": nan_checkpoint,
+        "weights that produce garbage": garbage_weights,
+        "Ctrl-C during a restore": lambda: during_restore(KeyboardInterrupt()),
+        "SIGTERM during a restore": lambda: during_restore(files.Terminated(signals.SIGTERM)),
+        "SIGHUP during a restore": lambda: during_restore(files.Terminated(signals.SIGHUP)),
+    }
+
+
+def api_rows(restorer) -> dict:
+    """Per API row of the table, a call that shows it."""
+    return {
+        "API: a `[samples, channels]` array (soundfile's layout)": lambda: restorer(
+            signal(2, 70).T, 44100
+        ),
+        "API: an `int16` array": lambda: restorer(
+            np.round(np.clip(signal(2, 3000), -1, 0.99) * 32767).astype(np.int16), 44100
+        ),
+        "API: a `bool` array": lambda: restorer(signal(2, 300) > 0, 44100),
+    }
+
+
+def test_bad_input_table_is_what_the_cli_does(cli, restorer, gen, tmp_path, capsys):
+    table = bad_input_table()
+    cases = {}
+    assert len(table) > 20
+    for i, (what, (quoted, status)) in enumerate(table.items()):
+        d = tmp_path / f"row{i}"
+        d.mkdir()
+        with pytest.MonkeyPatch.context() as mp:
+            if what.startswith("API: "):
+                cases[what] = api_rows(restorer)[what]
+                try:
+                    y = cases[what]()
+                except audio.AudioError as e:
+                    assert status == "AudioError" and quoted in str(e), (what, str(e))
+                else:
+                    assert status == "none" and y.dtype == np.float32, what
+                continue
+            cases[what] = cli_rows(d, mp, gen)[what]
+            code = cli(cases[what]() + ["-q"])
+        err = capsys.readouterr().err
+        assert str(code) == status, (what, code, err)
+        assert quoted in err and "Traceback" not in err, (what, err)
+        assert [p for p in d.rglob(".*") if p.suffix == ".part"] == [], what
+    # Every row shows something and every case is a row: the two cannot drift apart.
+    assert set(cases) == set(cli_rows(tmp_path, None, gen)) | set(api_rows(restorer))
