@@ -58,7 +58,7 @@ def main(argv):
         )
     except distributed.DistributedError as e:
         raise app.UsageError(str(e)) from None
-    from mp3gan import checkpoint, train
+    from mp3gan import checkpoint, data, train
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"workdir/{Path(flags.FLAGS['config'].config_filename).stem}"
@@ -66,7 +66,7 @@ def main(argv):
         train.train_and_evaluate(config, workdir)
     except train.ConfigError as e:  # raised before any work, by its first check
         raise app.UsageError(str(e)) from None
-    except (FloatingPointError, checkpoint.CheckpointError) as e:  # the message says all
+    except (data.DataError, FloatingPointError, checkpoint.CheckpointError) as e:  # one line
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
 

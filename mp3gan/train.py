@@ -258,12 +258,11 @@ class ConfigError(ValueError):
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Fail at once, on every process alike, on fields that would only fail later (and,
-    in a job, on process 0 alone: the validation clips are made there)."""
+    in a job, on process 0 alone: the validation clips are made there): ConfigError
+    naming the field, or DataError naming the corpus folder."""
     _global_batch_split(config)
-    try:  # the corpus, before the model is built: the loader would find out ~100 s in
-        data_loader.check_corpus(config.data)
-    except data_loader.DataError as e:
-        raise ConfigError(str(e)) from None
+    # The corpus (DataError), before the model is built: the loader would find out later.
+    data_loader.check_corpus(config.data)
     for field in ("data.degradations", "train.eval_degradations"):
         section, name = field.split(".")
         for spec in config[section][name]:

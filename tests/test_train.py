@@ -1,6 +1,7 @@
 """Tests for mp3gan.train: data-parallel equivalence, learning, resume, NaN stop, logs."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ from conftest import clicks_and_noise, run_train_cli
 
 from configs import tiny
 from mp3gan import audio, checkpoint, train
+from mp3gan.data import DataError
 
 
 def _batch(n_devices, per_device, samples, seed=0):
@@ -162,7 +164,7 @@ def test_data_problems_fail_before_any_work(tmp_path, monkeypatch, make, message
     config.data.path = str(make(tmp_path / "corpus"))
     built = []
     monkeypatch.setattr(train, "create_state", lambda *a: built.append(1))
-    with pytest.raises(train.ConfigError, match=message) as err:
+    with pytest.raises(DataError, match=message) as err:
         train.train_and_evaluate(config, tmp_path / "run")
     assert "\n" not in str(err.value) and not built
     assert not (tmp_path / "run").exists()
@@ -174,6 +176,7 @@ def test_data_problems_fail_before_any_work(tmp_path, monkeypatch, make, message
     [
         'FloatingPointError("non-finite loss at step 7: g_loss nan (last checkpoint: step 5)")',
         "checkpoint.CheckpointError('/w/checkpoints/latest: every checkpoint is damaged')",
+        "data.DataError('/w/corpus: data.path is not a folder')",
     ],
 )
 def test_cli_stops_cleanly_with_the_message(tmp_path, error):
@@ -185,7 +188,7 @@ def test_cli_stops_cleanly_with_the_message(tmp_path, error):
     script = f"""
 import runpy, sys
 sys.path.insert(0, {str(ROOT)!r})
-from mp3gan import checkpoint, train
+from mp3gan import checkpoint, data, train
 def stopped(config, workdir):
     raise {error}
 train.train_and_evaluate = stopped
@@ -195,5 +198,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    expected = "non-finite loss at step 7" if "Floating" in error else "every checkpoint is"
-    assert expected in proc.stderr
+    message = re.search(r"\((['\"])(.*)\1\)$", error).group(2)
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        f"train.py: error: {message}"
+    ]
