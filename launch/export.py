@@ -4,7 +4,8 @@
 
 The artifact is ``float32 [channels, samples] -> [channels, samples]`` at the model rate,
 with the parameters baked in; it runs with only jax and numpy installed (see
-docs/RESTORE.md for the loading snippet). ``OUT.json`` beside it records the rate.
+docs/RESTORE.md for the loading snippet). ``OUT.sha256`` beside it holds its checksum
+(verify it before loading: an artifact is code) and ``OUT.json`` records the rate.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, metavar="FILE", help="artifact to write")
     args = p.parse_args(argv)
 
-    from mp3gan.restore import Restorer, export_to_file
+    from mp3gan.export import export_to_file
+    from mp3gan.restore import Restorer
 
     try:
         restorer = Restorer.from_checkpoint(args.checkpoint)
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     path = export_to_file(restorer.generator, restorer.sample_rate, args.out)
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): float32 [channels, samples] "
-        f"at {restorer.sample_rate} Hz; metadata in {path.name}.json"
+        f"at {restorer.sample_rate} Hz; SHA-256 in {path.name}.sha256, metadata in "
+        f"{path.name}.json"
     )
     return 0
 

@@ -25,7 +25,7 @@ that needed it is reported with the gain reduction applied. Output sample rate a
 channels are those of the input. Existing outputs are overwritten; an input is never
 overwritten. Each output appears only when complete (written to a hidden temporary
 file first). Exit status: 0 if every file was restored, 1 if any failed, 2 on usage
-errors, 130 on Ctrl-C.
+errors, 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP (no partial output either way).
 """
 
 
@@ -71,14 +71,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines")
     args = p.parse_args(argv)
 
-    from mp3gan.audio import AudioError
-    from mp3gan.restore import Restorer, find_inputs, plan_outputs, restore_files
+    from mp3gan.files import signals_interrupt
 
     def error(msg: str) -> None:
         print(f"{p.prog}: error: {msg}", file=sys.stderr)
 
+    # SIGTERM and SIGHUP unwind like Ctrl-C: the output being written is deleted.
+    with signals_interrupt():
+        try:
+            return _run(args, error)
+        except KeyboardInterrupt as e:
+            why = "interrupted" if not hasattr(e, "exit_status") else f"terminated by {e}"
+            error(f"{why}; no partial output was left behind")
+            return getattr(e, "exit_status", 130)
+
+
+def _run(args: argparse.Namespace, error) -> int:
+    from mp3gan.audio import AudioError
+    from mp3gan.restore import Restorer, find_inputs, plan_outputs, restore_files
+
     try:
-        pairs = plan_outputs(find_inputs(args.inputs), args.output, f".{args.type}")
+        pairs = plan_outputs(find_inputs(args.inputs, args.output), args.output, f".{args.type}")
     except AudioError as e:
         error(str(e))
         return 2
@@ -90,17 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         error(str(e))
         return 2
-    try:
-        failed = restore_files(
-            restorer,
-            pairs,
-            show_progress=False if args.quiet else None,
-            log=(lambda msg: None) if args.quiet else None,
-            on_error=error,
-        )
-    except KeyboardInterrupt:
-        error("interrupted; no partial output was left behind")
-        return 130
+    failed = restore_files(
+        restorer,
+        pairs,
+        show_progress=False if args.quiet else None,
+        log=(lambda msg: None) if args.quiet else None,
+        on_error=error,
+    )
     if failed:
         error(f"{failed} of {len(pairs)} files failed")
     return 1 if failed else 0

@@ -135,7 +135,7 @@ def main(argv):
         raise app.UsageError(str(e)) from None
     import jax
 
-    from mp3gan import train
+    from mp3gan import checkpoint, data, train
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or f"workdir/{Path(flags.FLAGS['config'].config_filename).stem}"
@@ -148,8 +148,9 @@ def main(argv):
         train.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CHANGE.value)
     except train.ConfigError as e:  # raised before any work, by its first check
         raise app.UsageError(str(e)) from None
-    except FloatingPointError as e:  # the run diverged; the message names the step
-        sys.exit(f"{_PROG}: training stopped: {e}")
+    except (data.DataError, FloatingPointError, checkpoint.CheckpointError) as e:  # one line
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         name = "SIGTERM" if isinstance(e, _Interrupted) else "SIGINT"
         print(

@@ -16,8 +16,11 @@ case applies, then *verify* the result by cross-correlation and raise
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
+from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
 
@@ -35,8 +38,17 @@ MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000
 # libsndfile rejects compression_level == 1.0; the CBR map is 320 - 288 * level kbps.
 _MAX_LEVEL = 0.9999
 # Formats we write, by extension; FLAC is 24-bit so restoration output never loses headroom.
-_WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
+WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
 READ_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".mp3", ".ogg")
+READ_BLOCK = 65536  # frames per block when a file is read (or streamed) block by block
+# What a header may claim before anything is allocated for it. A damaged or hostile
+# header can claim any rate or channel count: 2**31 Hz made the restore path allocate
+# 320 GiB to resample, 185 channels ran 185 network rows per chunk. 4 kHz is half the
+# lowest rate in use (telephony, 8 kHz); 768 kHz is the highest converters offer; 64
+# channels is seventh-order ambisonics, the largest layout in use.
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 768000
+MAX_CHANNELS = 64
 
 
 class AudioError(ValueError):
@@ -66,28 +78,128 @@ def check_finite(audio: np.ndarray, name: str) -> None:
         raise AudioError(f"{name}: {int(bad.sum())} NaN/Inf samples (first at sample {first})")
 
 
+def check_layout(name: str, sample_rate: int, channels: int) -> None:
+    """Raise AudioError unless ``sample_rate`` and ``channels`` are within what real audio
+    uses (:data:`MIN_SAMPLE_RATE`..:data:`MAX_SAMPLE_RATE`, 1..:data:`MAX_CHANNELS`)."""
+    if channels < 1:
+        raise AudioError(f"{name}: audio has zero channels")
+    if channels > MAX_CHANNELS:
+        raise AudioError(
+            f"{name}: {channels} channels; at most {MAX_CHANNELS} are supported "
+            "(a damaged header, or not a layout in use)"
+        )
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{name}: sample rate {sample_rate} Hz is outside the supported "
+            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz (a damaged header?)"
+        )
+
+
+@contextlib.contextmanager
+def _c_stderr_muted() -> Iterator[None]:
+    """Silence file descriptor 2 for a libsndfile call.
+
+    mpg123 (libsndfile's MP3 decoder) prints resync notes and tag warnings straight to
+    the C stderr for damaged MP3s; the one-line error we raise says what matters.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class AudioReader:
+    """An audio file opened for reading block by block, with errors that name it.
+
+    The one reader of files for restoring, training and evaluation alike: a header's
+    rate and channel count are checked (:func:`check_layout`) before anything is
+    allocated, every block is checked for NaN/Inf, and an MP3 that decodes to less than
+    its Xing/Info header declares is reported as truncated.
+    """
+
+    def __init__(self, path: str | os.PathLike, block: int = READ_BLOCK):
+        path = Path(path)
+        self.path, self.block = path, block
+        if path.is_dir():
+            raise AudioError(f"{path}: is a folder, not a file")
+        if not path.is_file():
+            raise AudioError(f"{path}: no such file")
+        try:  # libsndfile reports every failure to open as "not audio": find the cause
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise AudioError(f"{path}: cannot read it ({e.strerror or e})") from None
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path}: file is empty")
+        try:
+            with _c_stderr_muted():
+                self.file = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            raise AudioError(f"{path}: not readable audio (no format libsndfile decodes)") from None
+        self.sample_rate, self.channels = int(self.file.samplerate), int(self.file.channels)
+        self.frames = int(self.file.frames)  # a header's claim: trusted for progress only
+        self.is_mp3 = self.file.format == "MP3"
+        try:
+            check_layout(str(path), self.sample_rate, self.channels)
+        except AudioError:
+            self.file.close()
+            raise
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """The file's samples as ``[C, n]`` float32 blocks; AudioError on a bad stream."""
+        read = 0
+        while True:
+            try:
+                with _c_stderr_muted() if self.is_mp3 else contextlib.nullcontext():
+                    data = self.file.read(self.block, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise AudioError(f"{self.path}: corrupt audio stream ({e})") from None
+            if data.shape[0] == 0:
+                break
+            bad = ~np.isfinite(data)
+            if bad.any():
+                first = read + int(np.argwhere(bad)[0][0])
+                raise AudioError(
+                    f"{self.path}: NaN/Inf samples (first at {first / self.sample_rate:.3f} s)"
+                )
+            read += data.shape[0]
+            yield np.ascontiguousarray(data.T)
+        if read == 0:
+            raise AudioError(f"{self.path}: no audio samples (truncated or empty stream)")
+        # An MP3 with a Xing/Info header declares its length; a stream that ends well
+        # before it was cut off (mpg123 just stops decoding).
+        if self.is_mp3 and self.frames > read + max(2 * MP3_FRAME, self.frames // 100):
+            sr = self.sample_rate
+            raise AudioError(
+                f"{self.path}: truncated or corrupt MP3 (decodes to {read / sr:.2f} s "
+                f"of the {self.frames / sr:.2f} s its header declares)"
+            )
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read WAV/FLAC/AIFF/MP3/OGG into float32 ``[channels, samples]`` and its rate.
 
-    Raises AudioError naming the file for missing, empty, corrupt or non-audio files,
-    zero channels and NaN/Inf samples.
+    Raises AudioError naming the file for missing, unreadable, empty, corrupt,
+    truncated (MP3) or non-audio files, implausible headers (:func:`check_layout`) and
+    NaN/Inf samples: the same checks as the restore path's streaming reader.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(f"{path}: not readable audio ({e})") from None
-    if data.shape[1] == 0:
-        raise AudioError(f"{path}: audio has zero channels")
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: no audio samples (truncated or empty stream)")
-    audio = np.ascontiguousarray(data.T)
-    check_finite(audio, str(path))
-    return audio, int(sr)
+    with AudioReader(path) as reader:
+        audio = np.concatenate(list(reader.blocks()), axis=-1)
+        return audio, reader.sample_rate
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
@@ -98,7 +210,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     full scale: we refuse rather than clip silently (write WAV, which is float).
     """
     path = Path(path)
-    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise AudioError(f"{path}: unsupported output extension (use .wav or .flac)")
     audio = _as_channels_first(audio, str(path))

@@ -12,11 +12,20 @@ model is always rebuilt with the exact config it was trained with.
 
 A standalone inference checkpoint (the shipped model) is a folder with
 ``config.json`` and an orbax ``generator`` item.
+
+Damage. A step that cannot be read back (a truncated file, a truncated ``_METADATA``, an
+empty step folder) or whose parameters are not finite is *damaged*. Resuming falls back
+to the newest intact step, with a warning naming the damaged ones, which are moved to
+``checkpoints/damaged/`` (orbax would otherwise keep reporting them as the latest step
+and silently skip saving that step again). Loading a model for inference never falls
+back: it refuses a damaged checkpoint with one line saying which and why.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +39,30 @@ from mp3gan.files import write_text_atomic
 from mp3gan.models import Generator, build_generator
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "mp3gan-base"
+DAMAGED = "damaged"  # folder beside the managers where damaged steps are moved
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: the message names it and says why, in one line."""
+
+
+def _why(error: BaseException) -> str:
+    """One line about a failed restore (orbax's own messages run to many lines)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def check_finite_tree(tree: Any, name: str) -> None:
+    """Raise CheckpointError naming the first floating-point leaf that is not finite."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        a = np.asarray(leaf)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise CheckpointError(
+                f"{name}: parameter {jax.tree_util.keystr(path)} holds NaN/Inf "
+                "(damaged, or saved after training diverged)"
+            )
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict:
@@ -101,22 +134,65 @@ def save_step(
     )
 
 
+def _set_aside(manager: ocp.CheckpointManager, step: int) -> Path:
+    """Move a damaged step out of the manager's folder; returns where it went."""
+    root = Path(manager.directory)
+    target = root.parent / DAMAGED / f"{root.name}-{step}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while target.exists():
+        n += 1
+        target = target.with_name(f"{root.name}-{step}.{n}")
+    try:
+        os.replace(root / str(step), target)
+    except FileNotFoundError:  # another process of the job moved it first
+        pass
+    return target
+
+
 def restore_step(
     manager: ocp.CheckpointManager, generator_params: nnx.State, train: dict
 ) -> tuple[int, nnx.State, dict, dict] | None:
-    """Restore the latest step into the given structures; None when there is none."""
-    step = manager.latest_step()
-    if step is None:
-        return None
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            generator=ocp.args.StandardRestore(abstract_like(generator_params)),
-            train=ocp.args.StandardRestore(abstract_like(train)),
-            loader=ocp.args.JsonRestore(),
-        ),
-    )
-    return step, restored.generator, restored.train, restored.loader
+    """Restore the newest intact step into the given structures; None when there is none.
+
+    Damaged steps (see the module docstring) newer than the one restored are moved to
+    ``checkpoints/damaged/`` with a warning naming each. When every step is damaged,
+    raises CheckpointError naming them and moves nothing: starting afresh is the user's
+    decision.
+    """
+    damaged: list[tuple[int, str]] = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    generator=ocp.args.StandardRestore(abstract_like(generator_params)),
+                    train=ocp.args.StandardRestore(abstract_like(train)),
+                    loader=ocp.args.JsonRestore(),
+                ),
+            )
+            check_finite_tree(restored.generator, "generator")
+            check_finite_tree(restored.train, "train")
+        except Exception as e:  # any failure to read a step back makes it damaged
+            damaged.append((step, _why(e)))
+            continue
+        for bad, why in damaged:
+            moved = _set_aside(manager, bad)
+            log.warning(
+                "checkpoint step %d in %s is damaged (%s); resuming from step %d instead; "
+                "the damaged step was moved to %s",
+                *(bad, manager.directory, why, step, moved),
+            )
+        if damaged:
+            manager.reload()
+        return step, restored.generator, restored.train, restored.loader
+    if damaged:
+        steps = "; ".join(f"step {step}: {why}" for step, why in damaged)
+        raise CheckpointError(
+            f"{manager.directory}: every checkpoint is damaged ({steps}); move them away "
+            "to start afresh"
+        )
+    return None
 
 
 class TrainCheckpoints:
@@ -132,21 +208,21 @@ class TrainCheckpoints:
     def latest_step(self) -> int | None:
         return self.latest.latest_step()
 
-    def restore(self, state, loader):
-        """The latest saved state (and the loader moved to its position), or None."""
-        from mp3gan.steps import checkpoint_items, state_from_checkpoint
-
-        restored = restore_step(self.latest, *checkpoint_items(state))
+    def restore(self, generator_params: nnx.State, train: dict, loader):
+        """The latest step's ``(step, generator_params, train)`` shaped like the given
+        ones (the loader moved to its position), or None when there is none."""
+        restored = restore_step(self.latest, generator_params, train)
         if restored is None:
             return None
-        _, g_params, train, loader_state = restored
+        step, g_params, train, loader_state = restored
         loader.set_state(loader_state)
-        return state_from_checkpoint(g_params, train)
+        return step, g_params, train
 
     def save(
         self,
         step: int,
-        host_state,
+        generator_params: nnx.State,
+        train: dict,
         loader_state: dict,
         config: ml_collections.ConfigDict,
         score: float | None = None,
@@ -154,13 +230,10 @@ class TrainCheckpoints:
     ) -> None:
         """Save ``step`` as the latest, and as the best when ``score`` (the evaluation's
         ``train.best_metric``) is given; the best manager keeps the best by score."""
-        from mp3gan.steps import checkpoint_items
-
-        g_params, train = checkpoint_items(host_state)
-        save_step(self.latest, step, g_params, train, loader_state, config)
+        save_step(self.latest, step, generator_params, train, loader_state, config)
         if score is not None:
             ranked = {"score": score if lower_is_better else -score}
-            save_step(self.best, step, g_params, train, loader_state, config, ranked)
+            save_step(self.best, step, generator_params, train, loader_state, config, ranked)
         if jax.process_count() > 1:
             # Orbax's background commit reports the saved step to JAX's preemption
             # service; let it land before the loop reports later steps, or a notice in
@@ -221,7 +294,8 @@ def load_generator(
 
     ``path`` may be a standalone inference checkpoint, a training work directory (its
     best step, else its latest), or one of its ``checkpoints/{best,latest}`` managers.
-    ``None`` means the shipped model, ``DEFAULT_CHECKPOINT``.
+    ``None`` means the shipped model, ``DEFAULT_CHECKPOINT``. Raises CheckpointError
+    (one line) for a damaged checkpoint or parameters that are not finite.
     """
     path = Path(DEFAULT_CHECKPOINT if path is None else path).resolve()
     if not path.exists():
@@ -235,11 +309,15 @@ def load_generator(
         raise FileNotFoundError(f"{path}: {hint}")
     # A training work directory has a config.json too, but no generator item beside it.
     if (path / "config.json").is_file() and (path / "generator").is_dir():
-        config = config_from_json(json.loads((path / "config.json").read_text()))
-        with ocp.StandardCheckpointer() as checkpointer:
-            generator = _restore_into(
-                config, lambda target: checkpointer.restore(path / "generator", target)
-            )
+        try:
+            config = config_from_json(json.loads((path / "config.json").read_text()))
+            with ocp.StandardCheckpointer() as checkpointer:
+                generator = _restore_into(
+                    config, lambda target: checkpointer.restore(path / "generator", target)
+                )
+        except Exception as e:
+            raise CheckpointError(f"{path}: damaged checkpoint ({_why(e)})") from None
+        check_finite_tree(nnx.state(generator, nnx.Param), str(path))
         return generator, config
     for candidate in (path / "checkpoints" / "best", path / "checkpoints" / "latest", path):
         if not candidate.is_dir():
@@ -248,13 +326,19 @@ def load_generator(
         step = manager.latest_step()
         if step is None:
             continue
-        config = config_from_json(
-            manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
-        )
 
         def restore(target, manager=manager, step=step):
             args = ocp.args.Composite(generator=ocp.args.StandardRestore(target))
             return manager.restore(step, args=args).generator
 
-        return _restore_into(config, restore), config
+        where = f"{candidate} step {step}"
+        try:
+            config = config_from_json(
+                manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
+            )
+            generator = _restore_into(config, restore)
+        except Exception as e:
+            raise CheckpointError(f"{where}: damaged checkpoint ({_why(e)})") from None
+        check_finite_tree(nnx.state(generator, nnx.Param), where)
+        return generator, config
     raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")

@@ -212,7 +212,7 @@ def model_method(checkpoint: str | os.PathLike) -> Method:
     ``checkpoint`` is a training workdir or model folder; ``"none"`` is the untrained
     generator, exactly the identity (a pipeline check).
     """
-    from mp3gan.restore import Restorer  # late import: flax/orbax are slow to load
+    from mp3gan.restore.restorer import Restorer  # late: flax/orbax are slow to load
 
     return Restorer.from_checkpoint(checkpoint)
 

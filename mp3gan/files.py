@@ -3,7 +3,9 @@
 Every output mp3gan writes (audio, exported models, reports, figures, manifests, caches)
 goes to a temporary file beside its destination and is renamed into place only when
 complete. The rename is atomic on one filesystem, so a reader (another loader worker, a
-user's player) sees the old file or the new one, never a part.
+user's player) sees the old file or the new one, never a part. A command line that
+writes files also turns SIGTERM and SIGHUP into an exception (:func:`signals_interrupt`),
+so that `kill` or a closed terminal clean up the way Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +65,34 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so the same cleanup runs
+    (temporary files deleted); ``exit_status`` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_status = 128 + signum
+
+
+@contextlib.contextmanager
+def signals_interrupt(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Inside the block, the given signals raise :class:`Terminated` in the main thread.
+
+    After the first, further ones are ignored until the block ends, so a second `kill`
+    cannot interrupt the cleanup the first one started. Main thread only (Python runs
+    signal handlers there).
+    """
+
+    def handler(signum: int, frame) -> None:
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)

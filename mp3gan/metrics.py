@@ -6,11 +6,16 @@ float; channels are averaged. The same function scores the MP3 input and the
 restoration against the lossless reference, so a report can show both and their
 difference (lesson 2 of the README): a number for the restoration alone says nothing.
 Spectra come from :mod:`mp3gan.dsp` (JAX), the project's one STFT/Welch implementation.
+
+A metric that cannot be computed on a clip (pre-echo without an onset, ViSQOL on a clip
+shorter than its patches) is NaN there: undefined for that clip, never an error that
+would end an evaluation, or the training run that called it.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 
 import jax
@@ -24,6 +29,8 @@ from mp3gan.degrade import LowPass
 
 # A cutoff at or above this fraction of Nyquist means there is no lost band to fill.
 FULL_BAND_FRACTION = 0.95
+
+log = logging.getLogger(__name__)
 
 
 def _info(description: str, unit: str, higher_is_better: bool) -> dict[str, object]:
@@ -360,7 +367,9 @@ def visqol(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> flo
     Uses the pure-Python port of Google's ViSQOL (PyPI ``visqol-python``, the ``visqol``
     extra). Audio mode is defined at 48 kHz on mono, so both signals are channel-averaged
     (as ViSQOL's own file loader does) and resampled to 48 kHz. Needs about a second of
-    audio or more; scale 1 (bad) to ~4.7 (transparent).
+    audio or more; scale 1 (bad) to ~4.7 (transparent). NaN (undefined) on a clip
+    ViSQOL cannot score, e.g. one shorter than its patches ("Reference spectrum size (22)
+    smaller than minimum patch size (45)"), with a warning saying why.
     """
     try:
         api = _visqol_api()
@@ -369,10 +378,26 @@ def visqol(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> flo
     ref, est = _pair(reference, estimate)
     ref = audio_lib.resample(ref.mean(0, keepdims=True), sample_rate, VISQOL_SAMPLE_RATE)
     est = audio_lib.resample(est.mean(0, keepdims=True), sample_rate, VISQOL_SAMPLE_RATE)
-    result = api.measure_from_arrays(
-        ref[0].astype(np.float64), est[0].astype(np.float64), VISQOL_SAMPLE_RATE
-    )
-    return float(result.moslqo)
+    try:
+        result = api.measure_from_arrays(
+            ref[0].astype(np.float64), est[0].astype(np.float64), VISQOL_SAMPLE_RATE
+        )
+        mos = float(result.moslqo)
+    except Exception as e:  # the package's own limits are not a reason to stop a run
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        log.warning("ViSQOL is undefined on a %.2f s clip: %s", ref.shape[-1] / 48000, why)
+        return math.nan
+    return mos if math.isfinite(mos) else math.nan
+
+
+def _guarded(name: str, fn, *args, **kwargs) -> float | None:
+    """``fn(*args, **kwargs)``, or NaN with a warning when it raises: an undefined value
+    for this clip, so one clip a metric cannot handle never ends an evaluation."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        log.warning("metric %s is undefined on this clip (%s: %s)", name, type(e).__name__, e)
+        return math.nan
 
 
 def score_all(
@@ -394,18 +419,19 @@ def score_all(
     ref, est = _pair(reference, estimate)
     f_low = sample_rate / 4 if cutoff_hz is None else float(cutoff_hz)
     high_band = f_low < sample_rate / 2
-    scores = {
-        "lsd": lsd(ref, est, sample_rate),
-        "lsd_high": lsd(ref, est, sample_rate, f_min=f_low) if high_band else math.nan,
-        "si_sdr": si_sdr(ref, est),
-        "mr_stft": mr_stft_distance(ref, est),
-        "coherence_high": (
-            mean_coherence(ref, est, sample_rate, f_min=f_low) if high_band else math.nan
-        ),
-        "pre_echo_db": pre_echo_db(ref, est, sample_rate),
-        "cutoff_hz": cutoff_frequency(est, sample_rate),
+    metrics = {
+        "lsd": (lsd, ref, est, sample_rate),
+        "lsd_high": (lsd, ref, est, sample_rate, f_low) if high_band else None,
+        "si_sdr": (si_sdr, ref, est),
+        "mr_stft": (mr_stft_distance, ref, est),
+        "coherence_high": (mean_coherence, ref, est, sample_rate, f_low) if high_band else None,
+        "pre_echo_db": (pre_echo_db, ref, est, sample_rate),
+        "cutoff_hz": (cutoff_frequency, est, sample_rate),
+        "visqol": (visqol, ref, est, sample_rate),
     }
-    mos = visqol(ref, est, sample_rate)
-    if mos is not None:
-        scores["visqol"] = mos
+    scores = {}
+    for name, call in metrics.items():
+        value = math.nan if call is None else _guarded(name, *call)
+        if value is not None:  # None: ViSQOL is not installed
+            scores[name] = value
     return scores

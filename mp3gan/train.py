@@ -30,6 +30,7 @@ from mp3gan.steps import (
     AXIS,
     StepStatics,
     TrainState,
+    checkpoint_items,
     create_state,
     discriminator_step,
     generator_step,
@@ -38,6 +39,7 @@ from mp3gan.steps import (
     predict_fn,
     reconstruction_losses,
     replicate,
+    state_from_checkpoint,
     train_step,
     unreplicate,
 )
@@ -72,8 +74,11 @@ class ConfigError(ValueError):
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Fail at once, on every process alike, on fields that would only fail later (and,
-    in a job, on process 0 alone: the validation clips are made there)."""
+    in a job, on process 0 alone: the validation clips are made there): ConfigError
+    naming the field, or DataError naming the corpus folder."""
     _global_batch_split(config)
+    # The corpus (DataError), before the model is built: the loader would find out later.
+    data_loader.check_corpus(config.data)
     for field in ("data.degradations", "train.eval_degradations"):
         section, name = field.split(".")
         for spec in config[section][name]:
@@ -298,9 +303,9 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
     # ---------------------------------------------------------------------------------
     # Resume, validation clips, logs
     # ---------------------------------------------------------------------------------
-    resumed = checkpoints.restore(state, loader)
+    resumed = checkpoints.restore(*checkpoint_items(state), loader)
     if resumed is not None:
-        state = resumed
+        state = state_from_checkpoint(*resumed[1:])
         say(f"resumed from {checkpoints.latest.directory} at step {int(state.step)}")
     start = int(state.step)
 
@@ -391,7 +396,8 @@ def _loop(
                 score = None if output_means is None else output_means.get(t.best_metric)
                 if is_eval:
                     score = distributed.agree(score)
-                checkpoints.save(done, host, loader.get_state(), config, score, t.best_lower)
+                items = checkpoint_items(host)
+                checkpoints.save(done, *items, loader.get_state(), config, score, t.best_lower)
                 last_saved = done
                 schedule.ran("save")
             if preempted:

@@ -112,3 +112,60 @@ def test_bad_files_get_clear_errors(tmp_path):
         audio.mp3_encode(np.zeros((0, 10)), sr)
     with pytest.raises(audio.AudioError, match="not a decodable"):
         audio.mp3_decode(b"garbage" * 100, name="bytes.mp3")
+
+
+def wav_with_header(path, sample_rate: int, channels: int = 1, frames: int = 2000):
+    """A 16-bit PCM WAV whose header claims ``sample_rate`` and ``channels``."""
+    sf.write(path, np.zeros((frames, channels), np.float32), 8000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"RIFF" and data[12:16] == b"fmt "
+    data[24:28] = sample_rate.to_bytes(4, "little")
+    data[28:32] = (sample_rate * channels * 2 % 2**32).to_bytes(4, "little")  # byte rate
+    path.write_bytes(bytes(data))
+    return path
+
+
+# Issue 16, item 3: a header's rate and channel count are checked before any allocation.
+@pytest.mark.parametrize("rate", [2_147_483_647, 1, 3999, 768_001])
+def test_implausible_sample_rates_are_refused(tmp_path, rate):
+    path = wav_with_header(tmp_path / "claims.wav", rate)
+    with pytest.raises(audio.AudioError, match=f"sample rate {rate} Hz is outside"):
+        audio.read_audio(path)
+    for rate_ok in (audio.MIN_SAMPLE_RATE, audio.MAX_SAMPLE_RATE):
+        ok = wav_with_header(tmp_path / f"ok{rate_ok}.wav", rate_ok)
+        assert audio.read_audio(ok)[1] == rate_ok
+
+
+def test_too_many_channels_are_refused(tmp_path):
+    many = tmp_path / "many.aiff"
+    sf.write(many, np.zeros((100, 185), np.float32), 44100, subtype="PCM_16")
+    with pytest.raises(audio.AudioError, match="185 channels; at most 64"):
+        audio.read_audio(many)
+    sf.write(tmp_path / "ok.aiff", np.zeros((100, 64), np.float32), 44100, subtype="PCM_16")
+    assert audio.read_audio(tmp_path / "ok.aiff")[0].shape == (64, 100)
+
+
+# Issue 16, item 9: one behaviour for read_audio and the restore path's reader.
+def test_read_audio_refuses_a_truncated_mp3(tmp_path):
+    sr = 44100
+    data = audio.mp3_encode(clicks_and_noise(3 * sr, sr), sr, 128)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: len(data) * 6 // 10])  # its Xing header still says 3 s
+    with pytest.raises(audio.AudioError, match="truncated or corrupt MP3"):
+        audio.read_audio(cut)
+
+
+def test_unreadable_file_names_the_real_cause(tmp_path, monkeypatch):
+    path = tmp_path / "locked.wav"
+    sf.write(path, np.zeros(100, np.float32), 44100)
+
+    def denied(file, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(file))
+
+    # The tests run as root, whom chmod does not stop: deny the open audio.py makes.
+    monkeypatch.setattr(audio, "open", denied, raising=False)
+    with pytest.raises(audio.AudioError, match="locked.wav: cannot read it \\(Permission denied"):
+        audio.read_audio(path)
+    monkeypatch.undo()
+    with pytest.raises(audio.AudioError, match="is a folder"):
+        audio.read_audio(tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from conftest import clicks_and_noise, load_cli
 from scipy import stats
 
-from mp3gan import audio, baselines, evaluate, evaluate_run
+from mp3gan import audio, baselines, evaluate, evaluate_run, metrics
 
 SR = 44100
 
@@ -212,3 +212,15 @@ def test_evaluate_default_data_follows_the_checkpoint_then_the_embedded_corpus(
     (model / "config.json").write_text(json.dumps({"data": trained_on, "model": {}}))
     folder, data_config = cli.default_data(str(model))
     assert folder == tmp_path / "music" and data_config.test_fraction == 0.5
+
+
+def test_an_undefined_metric_does_not_end_an_evaluation(clip, monkeypatch):
+    # Issue 16, item 10: ViSQOL refusing the clips killed training's evaluation.
+    from test_metrics import FailingVisqol
+
+    monkeypatch.setattr(metrics, "_visqol_api", lambda: FailingVisqol())
+    records = evaluate.evaluate_clips({"identity": baselines.identity}, [clip])
+    assert records[0]["output"]["visqol"] is None and records[0]["input"]["visqol"] is None
+    assert records[0]["output"]["lsd"] is not None
+    summary = evaluate.summarize(records)
+    assert summary and "visqol" in evaluate.results_markdown(summary)

@@ -1,8 +1,11 @@
-"""The exported inference function: equals the Python path, and the docs snippet runs in
-a process that cannot import mp3gan (only jax and numpy)."""
+"""The exported inference function: equals the Python path, is checksummed and verified
+before it is deserialised, and the docs snippet runs in a process that cannot import
+mp3gan (only jax, numpy and hashlib)."""
 
+import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +15,11 @@ import numpy as np
 import pytest
 from conftest import signal
 
-from mp3gan.restore import export_generator, export_to_file
+from mp3gan import export
+from mp3gan.export import export_generator, export_to_file
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "RESTORE.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "RESTORE.md"
 
 # Prepended to the snippet: any attempt to import mp3gan fails loudly.
 NO_MP3GAN = """\
@@ -24,7 +29,19 @@ class _Block(importlib.abc.MetaPathFinder):
         if name == "mp3gan" or name.startswith("mp3gan."):
             raise ImportError("the snippet must not import mp3gan")
 sys.meta_path.insert(0, _Block())
+import jax
+_deserialize = jax.export.deserialize
+def _marked(*args, **kwargs):
+    print("DESERIALIZE CALLED", file=sys.stderr)
+    return _deserialize(*args, **kwargs)
+jax.export.deserialize = _marked
 """
+
+
+def flip_one_bit(path: Path, bit: int = 8 * 1000 + 3) -> None:
+    data = bytearray(path.read_bytes())
+    data[bit // 8] ^= 1 << (bit % 8)
+    path.write_bytes(bytes(data))
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +77,68 @@ def docs_snippet() -> str:
     return match.group(1)
 
 
-def test_docs_snippet_runs_without_mp3gan(artifact, restorer, tmp_path):
+def run_snippet(folder: Path, artifact: bytes, damage: bool = False):
+    """Run the docs snippet in ``folder`` on ``artifact`` (exported as the docs say)."""
     snippet = docs_snippet()
     artifact_name = re.search(r'open\("([^"]+)", "rb"\)', snippet).group(1)
-    (tmp_path / artifact_name).write_bytes(artifact)
-    script = NO_MP3GAN + snippet + '\nnp.save("audio.npy", audio)\nnp.save("out.npy", restored)\n'
-    (tmp_path / "snippet.py").write_text(script)
-    proc = subprocess.run(
-        [sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    path = folder / artifact_name
+    path.write_bytes(artifact)
+    export.checksum_path(path).write_text(
+        f"{hashlib.sha256(artifact).hexdigest()}  {artifact_name}\n"
     )
+    if damage:
+        flip_one_bit(path)
+    script = NO_MP3GAN + snippet + '\nnp.save("audio.npy", audio)\nnp.save("out.npy", restored)\n'
+    (folder / "snippet.py").write_text(script)
+    return subprocess.run(
+        [sys.executable, "snippet.py"], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_docs_snippet_runs_without_mp3gan(artifact, restorer, tmp_path):
+    proc = run_snippet(tmp_path, artifact)
     assert proc.returncode == 0, proc.stderr
     audio_in = np.load(tmp_path / "audio.npy")
     out = np.load(tmp_path / "out.npy")
     assert out.shape == audio_in.shape
     assert np.abs(out - restorer(audio_in, 44100)).max() <= 1e-5
+
+
+# Issue 16, item 8: a damaged artifact is refused before it is deserialised.
+def test_docs_snippet_refuses_a_damaged_artifact(artifact, tmp_path):
+    proc = run_snippet(tmp_path, artifact, damage=True)
+    assert proc.returncode == 1
+    assert "SHA-256 mismatch" in proc.stderr
+    assert "DESERIALIZE CALLED" not in proc.stderr
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_readme_snippet_verifies_the_checksum_too():
+    verification = docs_snippet().split("restore = jax.export.deserialize")[0]
+    assert "hashlib.sha256(blob).hexdigest() != expected" in verification
+    assert verification in (ROOT / "README.md").read_text()
+
+
+def test_load_verifies_before_deserialising(gen, artifact, tmp_path, monkeypatch):
+    path = export_to_file(gen, 44100, tmp_path / "model.jaxexport")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "model.jaxexport.json").read_text())["sha256"] == digest
+    if shutil.which("sha256sum"):  # the checksum file is in the format sha256sum reads
+        check = subprocess.run(
+            ["sha256sum", "-c", "model.jaxexport.sha256"], cwd=tmp_path, capture_output=True
+        )
+        assert check.returncode == 0, check.stdout
+    x = signal(2, 3000)
+    expected = jax.export.deserialize(bytearray(artifact)).call(x)
+    np.testing.assert_allclose(export.load(path).call(x), expected, atol=1e-6)
+    flip_one_bit(path)
+
+    def never(*args, **kwargs):
+        raise AssertionError("a damaged artifact was deserialised")
+
+    monkeypatch.setattr(jax.export, "deserialize", never)
+    with pytest.raises(export.ExportError, match="model.jaxexport: SHA-256 .* does not match"):
+        export.load(path)
+    export.checksum_path(path).unlink()
+    with pytest.raises(export.ExportError, match="no readable checksum in model.jaxexport.sha256"):
+        export.load(path)

@@ -153,3 +153,32 @@ def test_visqol_is_none_without_the_package_else_a_mos(monkeypatch, music, encod
     mos = metrics.visqol(music, encoded[64], SR)
     if mos is not None:  # only with the optional visqol-python installed
         assert 1.0 <= mos < metrics.visqol(music, music, SR) <= 5.0
+
+
+class FailingVisqol:
+    """Stands in for ViSQOL where it refuses a short clip, whether installed or not."""
+
+    def measure_from_arrays(self, reference, degraded, sample_rate):
+        raise ValueError("Reference spectrum size (22) smaller than minimum patch size (45)")
+
+
+# Issue 16, item 10: a metric that cannot be computed on a clip is undefined, not fatal.
+def test_a_metric_that_cannot_be_computed_is_undefined(monkeypatch, music, caplog):
+    monkeypatch.setattr(metrics, "_visqol_api", lambda: FailingVisqol())
+    assert math.isnan(metrics.visqol(music, music, SR))
+    assert "minimum patch size" in caplog.text
+
+    def broken(*args, **kwargs):
+        raise ValueError("no onset to measure")
+
+    monkeypatch.setattr(metrics, "pre_echo_db", broken)
+    scores = metrics.score_all(music, music, SR)
+    assert math.isnan(scores["visqol"]) and math.isnan(scores["pre_echo_db"])
+    assert scores["lsd"] == pytest.approx(0.0, abs=1e-6)  # the others are still measured
+
+
+def test_visqol_on_a_short_clip_is_undefined_when_installed():
+    metrics._visqol_api.cache_clear()
+    short = music_like(SR // 2, SR)  # 0.5 s: what the tiny config's validation clips hold
+    mos = metrics.visqol(short, short, SR)
+    assert mos is None or math.isnan(mos)  # None: visqol-python is not installed

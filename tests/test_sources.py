@@ -158,3 +158,17 @@ def test_process_shards_are_disjoint_and_cover_the_files():
     assert set.union(*paths) == {r.path for r in recordings}
     with pytest.raises(DataError, match="2 training recordings cannot be shared by 3"):
         sources.shard_for_process(recordings[:2], 0, 3)
+
+
+def test_a_header_claiming_an_implausible_rate_is_not_indexed(tmp_path, caplog):
+    # Issue 16, item 3: training reads through the same bounds as read_audio.
+    from test_audio import wav_with_header
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    _write(root / "good.flac")
+    wav_with_header(root / "huge.wav", 2_147_483_647)
+    with caplog.at_level(logging.WARNING, logger="mp3gan.data.sources"):
+        recordings = sources.scan_folder(root)
+    assert [r.path for r in recordings] == ["good.flac"]
+    assert "huge.wav: sample rate 2147483647 Hz is outside" in caplog.text

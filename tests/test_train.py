@@ -1,6 +1,7 @@
 """Tests for mp3gan.train: data-parallel equivalence, learning, resume, NaN stop, logs."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ from conftest import clicks_and_noise, run_train_cli
 
 from configs import tiny
 from mp3gan import audio, checkpoint, train
+from mp3gan.data import DataError
 
 
 def _batch(n_devices, per_device, samples, seed=0):
@@ -181,3 +183,65 @@ def test_resuming_another_experiment_is_refused_with_the_difference(tmp_path):
     assert "--workdir" in message and "--allow_config_change" in message
     state = train.train_and_evaluate(changed, tmp_path / "run", allow_config_change=True)
     assert int(state.step) == 4
+
+
+# Issue 16, item 5: data problems fail before any work, one line each.
+def _one_file_corpus(root):
+    root.mkdir()
+    audio.write_audio(root / "only.flac", clicks_and_noise(22050, 44100) * 0.5, 44100)
+    return root
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda root: root, "data.path is not a folder|no such folder"),
+        (lambda root: root.mkdir() or root, "no usable lossless audio"),
+        (_one_file_corpus, "the validation split is empty"),
+    ],
+    ids=["missing", "empty", "one-file"],
+)
+def test_data_problems_fail_before_any_work(tmp_path, monkeypatch, make, message):
+    monkeypatch.setenv("MP3GAN_CACHE_HOME", str(tmp_path / "cache"))
+    config = tiny.get_config()
+    config.data.path = str(make(tmp_path / "corpus"))
+    built = []
+    monkeypatch.setattr(train, "create_state", lambda *a: built.append(1))
+    with pytest.raises(DataError, match=message) as err:
+        train.train_and_evaluate(config, tmp_path / "run")
+    assert "\n" not in str(err.value) and not built
+    assert not (tmp_path / "run").exists()
+
+
+# Issue 16, item 5: a divergence or unusable checkpoints end the CLI with the message.
+@pytest.mark.parametrize(
+    "error",
+    [
+        'FloatingPointError("non-finite loss at step 7: g_loss nan (last checkpoint: step 5)")',
+        "checkpoint.CheckpointError('/w/checkpoints/latest: every checkpoint is damaged')",
+        "data.DataError('/w/corpus: data.path is not a folder')",
+    ],
+)
+def test_cli_stops_cleanly_with_the_message(tmp_path, error):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, train_command
+
+    script = f"""
+import runpy, sys
+sys.path.insert(0, {str(ROOT)!r})
+from mp3gan import checkpoint, data, train
+def stopped(config, workdir):
+    raise {error}
+train.train_and_evaluate = stopped
+sys.argv = {train_command(f"--workdir={tmp_path / 'run'}")[1:]!r}
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    message = re.search(r"\((['\"])(.*)\1\)$", error).group(2)
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        f"train.py: error: {message}"
+    ]

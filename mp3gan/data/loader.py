@@ -106,17 +106,29 @@ def corpus_root(data_config) -> Path:
 
 def load_split(data_config, split: str) -> tuple[Path, list[Recording]]:
     """The corpus root and the recordings of one split (train, validation or test)."""
+    return _load_splits(data_config, (split,))[split]
+
+
+def _load_splits(data_config, names) -> dict[str, tuple[Path, list[Recording]]]:
     root = corpus_root(data_config)
     splits = split_recordings(
         scan_folder(root),
         float(_field(data_config, "validation_fraction")),
         float(_field(data_config, "test_fraction")),
     )
-    if split not in splits:
-        raise ValueError(f"unknown split {split!r}; use one of {sorted(splits)}")
-    if not splits[split]:
-        raise DataError(f"{root}: the {split} split is empty (a corpus needs at least 3 files)")
-    return root, splits[split]
+    for split in names:
+        if split not in splits:
+            raise ValueError(f"unknown split {split!r}; use one of {sorted(splits)}")
+        if not splits[split]:
+            raise DataError(f"{root}: the {split} split is empty (a corpus needs at least 3 files)")
+    return {split: (root, splits[split]) for split in names}
+
+
+def check_corpus(data_config) -> None:
+    """Raise DataError (one line naming the folder) unless training can start on the
+    corpus: the folder exists, holds usable audio, and gives both a training and a
+    validation split. Cheap after the first time (the folder's index is cached)."""
+    _load_splits(data_config, ("train", "validation"))
 
 
 def pair_settings(data_config, **overrides) -> PairSettings:

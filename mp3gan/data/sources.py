@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mp3gan import audio as audio_lib
 from mp3gan.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ def probe(path: Path, relpath: str, licence: str | None = None) -> Recording:
     """
     try:
         info = sf.info(str(path))
+        # Before anything is allocated for what the header claims.
+        audio_lib.check_layout(str(path), int(info.samplerate), int(info.channels))
         if info.frames <= 0:
             raise DataError(f"{path}: no audio samples")
         if not 1 <= info.channels <= 2:
@@ -143,6 +146,8 @@ def probe(path: Path, relpath: str, licence: str | None = None) -> Recording:
             raise DataError(f"{path}: truncated stream or NaN/Inf samples")
     except DataError:
         raise
+    except audio_lib.AudioError as e:
+        raise DataError(str(e)) from None
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise DataError(f"{path}: not readable audio ({e})") from None
     stat = path.stat()
