@@ -2,6 +2,7 @@
 
     python launch/analyze.py drums.flac --bitrate 64 --out fig.png
     python launch/analyze.py drums.flac --checkpoint workdir/base
+    python launch/analyze.py --curves workdir/base --out curves.png   # training curves
 
 Without --checkpoint the "restored" panel shows the best baseline (by LSD), and the
 figure's title says so.
@@ -15,12 +16,24 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("reference", help="lossless reference file (WAV/FLAC/AIFF)")
+    p.add_argument("reference", nargs="?", help="lossless reference file (WAV/FLAC/AIFF)")
+    p.add_argument("--curves", metavar="WORKDIR", help="draw a training run's curves instead")
     p.add_argument("--bitrate", type=int, default=64, help="MP3 CBR kbps (default 64)")
     p.add_argument("--checkpoint", help="training workdir or model folder")
     p.add_argument("--seconds", type=float, default=8.0, help="clip length; 0 = whole file")
     p.add_argument("--out", default="analysis.png", help="output image (default analysis.png)")
     args = p.parse_args(argv)
+    if (args.reference is None) == (args.curves is None):
+        p.error("give a reference file or --curves WORKDIR (one of them)")
+    if args.curves:
+        from mp3gan.evaluate_run import plot_training_curves
+
+        try:
+            print(f"wrote {plot_training_curves(args.curves, args.out)}")
+        except FileNotFoundError as e:
+            print(f"analyze.py: error: {e}", file=sys.stderr)
+            return 2
+        return 0
 
     from mp3gan.evaluate_run import analyze_file
 

@@ -61,7 +61,7 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
 )
 flags.mark_flags_as_required(["config"])
 
-_PROG = "launch/train.py"
+_PROG = "train.py"
 
 
 def _config_file(argv: list[str]) -> str | None:
@@ -132,7 +132,8 @@ def main(argv):
             _DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
         )
     except distributed.DistributedError as e:
-        raise app.UsageError(str(e)) from None
+        print(f"{_PROG}: error: {e}", file=sys.stderr)  # one line, not absl's flag list
+        return 2
     import jax
 
     from mp3gan import checkpoint, data, train
@@ -147,9 +148,10 @@ def main(argv):
     try:
         train.train_and_evaluate(config, workdir, allow_config_change=_ALLOW_CHANGE.value)
     except train.ConfigError as e:  # raised before any work, by its first check
-        raise app.UsageError(str(e)) from None
+        print(f"{_PROG}: error: {e}", file=sys.stderr)  # one line, not absl's flag list
+        return 2
     except (data.DataError, FloatingPointError, checkpoint.CheckpointError) as e:  # one line
-        print(f"train.py: error: {e}", file=sys.stderr)
+        print(f"{_PROG}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
         name = "SIGTERM" if isinstance(e, _Interrupted) else "SIGINT"

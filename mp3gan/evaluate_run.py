@@ -339,3 +339,22 @@ def analyze_file(
     title = f"{reference_path.name}: MP3 {bitrate} kbps, {sample_rate} Hz; {what}"
     fig = plots.restoration_figure(reference, degraded, restored, sample_rate, title, label)
     return plots.save_figure(fig, out)
+
+
+def plot_training_curves(
+    workdir: str | os.PathLike,
+    out: str | os.PathLike,
+    metric_names: Sequence[str] = ("lsd", "lsd_high", "si_sdr", "pre_echo_db"),
+) -> Path:
+    """Draw a run's ``metrics.jsonl`` (:func:`plots.training_curves`), keeping the
+    held-out ``metric_names`` only, and save it as an image."""
+    path = Path(workdir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no metrics.jsonl (is this a training work directory?)")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    keep = {f"/{m}/" for m in metric_names}
+    rows = [
+        {k: v for k, v in r.items() if not k.startswith("eval/") or any(m in k for m in keep)}
+        for r in rows
+    ]
+    return plots.save_figure(plots.training_curves(rows, title=Path(workdir).name), out)

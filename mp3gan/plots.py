@@ -240,3 +240,38 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", dpi=fig.dpi)
     return path
+
+
+def training_curves(rows: list[dict], title: str = "") -> Figure:
+    """Losses (left) and held-out metrics of the MP3 input and the output (right) against
+    the step, from the rows of a run's ``metrics.jsonl``."""
+    fig = Figure(figsize=(14.0, 5.0), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    loss_ax, eval_ax = fig.subplots(1, 2)
+    if title:
+        fig.suptitle(title, fontsize=13)
+    losses = sorted({k for row in rows for k in row if k.startswith("loss/")})
+    for key in losses + ["g_loss", "d_loss"]:
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            steps, values = zip(*points, strict=True)
+            loss_ax.plot(steps, values, label=key.removeprefix("loss/"), lw=1.0)
+    loss_ax.set_yscale("symlog", linthresh=0.1)
+    loss_ax.set_xlabel("step")
+    loss_ax.set_title("training losses")
+    loss_ax.legend(fontsize=8, ncol=2)
+    metrics_seen = sorted({k.rsplit("/", 1)[0] for r in rows for k in r if k.startswith("eval/")})
+    for i, key in enumerate(metrics_seen):
+        colour = f"C{i % 10}"
+        for part, style in (("input", ":"), ("output", "-")):
+            points = [(r["step"], r[f"{key}/{part}"]) for r in rows if f"{key}/{part}" in r]
+            if points:
+                steps, values = zip(*points, strict=True)
+                label = f"{key.removeprefix('eval/')} ({part})"
+                eval_ax.plot(steps, values, style, color=colour, marker="o", ms=3, label=label)
+    eval_ax.set_xlabel("step")
+    eval_ax.set_title("held-out clips: MP3 input (dotted) and restoration (solid)")
+    eval_ax.legend(fontsize=7, ncol=2)
+    for ax in (loss_ax, eval_ax):
+        ax.grid(alpha=0.3)
+    return fig

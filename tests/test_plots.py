@@ -44,3 +44,16 @@ def test_analyze_cli_writes_a_png_of_the_expected_size(tmp_path):
     image = imread(out)
     assert image.shape[:2] == (plots.FIGSIZE[1] * plots.DPI, plots.FIGSIZE[0] * plots.DPI)
     assert image[..., :3].std() > 0.05  # something was drawn
+
+
+def test_training_curves_draw_losses_and_input_beside_output():
+    rows = [
+        {"step": 10, "g_loss": 5.0, "loss/mel": 1.0},
+        {"step": 20, "g_loss": 4.0, "loss/mel": 0.8, "d_loss": 0.5},
+        {"step": 20, "eval/mp3:64/lsd/input": 9.0, "eval/mp3:64/lsd/output": 6.0},
+    ]
+    fig = plots.training_curves(rows, title="run")
+    loss_ax, eval_ax = fig.axes[:2]
+    assert {line.get_label() for line in loss_ax.get_lines()} == {"mel", "g_loss", "d_loss"}
+    labels = {line.get_label() for line in eval_ax.get_lines()}
+    assert labels == {"mp3:64/lsd (input)", "mp3:64/lsd (output)"}

@@ -1,0 +1,118 @@
+"""Tests for mp3gan.evaluate_run: folders and held-out splits in, results and tables out."""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from conftest import clicks_and_noise, load_cli
+
+from mp3gan import audio, baselines, evaluate, evaluate_run
+
+SR = 44100
+
+
+def write_folder(folder: Path, seeds: list[int]) -> None:
+    for seed in seeds:
+        x = clicks_and_noise(int(1.2 * SR), SR, channels=2, seed=seed)
+        audio.write_audio(folder / f"loop{seed}.flac", 0.9 * x / np.abs(x).max(), SR)
+
+
+def test_evaluate_folder_skips_a_corrupt_file_by_name(tmp_path, caplog):
+    write_folder(tmp_path, [11])
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    failures = []
+    with caplog.at_level(logging.WARNING, logger="mp3gan.evaluate"):
+        summary, records = evaluate_run.evaluate_folder(
+            tmp_path,
+            ["mp3:64"],
+            {"identity": baselines.identity},
+            clip_seconds=1.0,
+            failures=failures,
+            progress=False,
+        )
+    assert [f["file"] for f in failures] == ["broken.wav"]
+    assert "broken.wav" in caplog.text
+    assert {r["clip"] for r in records} == {"loop11.flac"}
+    assert [(r["degradation"], r["method"], r["n"]) for r in summary] == [("mp3:64", "identity", 1)]
+
+
+def test_evaluate_cli_on_two_folders_writes_a_table_built_from_its_json(tmp_path):
+    cli = load_cli("evaluate")
+    folders = {"a": [1, 2], "b": [3]}
+    for name, seeds in folders.items():
+        data, out = tmp_path / name, tmp_path / f"out_{name}"
+        data.mkdir()
+        write_folder(data, seeds)
+        (data / "notes.txt").write_text("not audio")  # ignored: not a reference file
+        argv = ["--data", str(data), "--bitrates", "64", "--clip-seconds", "1", "--out", str(out)]
+        argv += ["--lowpass", "4000"] if name == "a" else []
+        assert cli.main(argv) == 0
+
+        results = json.loads((out / "results.json").read_text())
+        table = (out / "results.md").read_text()
+        assert table == evaluate.results_markdown(results["summary"])
+        degradations = ["mp3:64", "lowpass:4000"] if name == "a" else ["mp3:64"]
+        expected = [(d, m) for d in degradations for m in ("identity", "exciter", "sbr")]
+        assert [(r["degradation"], r["method"]) for r in results["summary"]] == expected
+        table_rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
+        assert len(table_rows) == len(expected)
+        assert all(r["n"] == len(seeds) for r in results["summary"])
+        assert len(results["records"]) == len(seeds) * len(expected)
+        assert results["failures"] == []
+        sbr = results["improvement"]["mp3:64"]["sbr"]["lsd_high"]
+        assert sbr["mean"] > 0  # the filled band counts as an improvement
+        identity = results["improvement"]["mp3:64"]["identity"]
+        assert all(stat["mean"] in (0.0, None) for stat in identity.values())
+
+
+def test_select_clip_puts_the_first_attack_after_a_lead_in_and_fixes_the_length():
+    lead = round(evaluate_run.CLIP_LEAD_IN_S * SR)
+    one_shot = np.zeros((1, SR // 2), np.float32)
+    one_shot[0, :100] = 1.0  # attack at sample 0, shorter than the clip
+    clip = evaluate_run.select_clip(one_shot, SR, 1.0)
+    assert clip.shape == (1, SR)
+    assert not clip[0, :lead].any() and clip[0, lead] == 1.0
+    late = np.zeros((2, 3 * SR), np.float32)
+    late[:, 2 * SR] = 0.5  # two seconds of silence first
+    clip = evaluate_run.select_clip(late, SR, 1.0)
+    assert clip.shape == (2, SR) and clip[0, lead] == 0.5
+    assert evaluate_run.select_clip(one_shot, SR, 1.0, pad=False).shape == (1, lead + SR // 2)
+
+
+def test_whole_files_are_padded_to_a_few_lengths():
+    lengths = {evaluate_run.bucket_length(n) for n in range(1, 44100 * 60, 997)}
+    assert len(lengths) <= 30  # a minute of any length: a few compiles, not one per file
+    for n in (1, 4096, 4097, 44100, 441000):
+        assert n <= evaluate_run.bucket_length(n) <= max(4096, 1.25 * n + 4096)
+    x = np.ones((2, 5000), np.float32)
+    padded = evaluate_run.select_clip(x, SR, None)
+    assert padded.shape == (2, evaluate_run.bucket_length(5000))
+    assert np.all(padded[:, :5000] == 1) and not np.any(padded[:, 5000:])
+
+
+def test_evaluate_default_data_follows_the_checkpoint_then_the_embedded_corpus(
+    tmp_path, monkeypatch
+):
+    import json
+
+    cli = load_cli("evaluate")
+    monkeypatch.setattr(cli, "DEFAULT_CORPUS", tmp_path / "no-corpus")
+    folder, data_config = cli.default_data(None)
+    assert folder.is_dir() and "embedded" in str(folder).lower()
+    model = tmp_path / "model"
+    (model / "generator").mkdir(parents=True)
+    trained_on = {"path": str(tmp_path / "music"), "test_fraction": 0.5}
+    (model / "config.json").write_text(json.dumps({"data": trained_on, "model": {}}))
+    folder, data_config = cli.default_data(str(model))
+    assert folder == tmp_path / "music" and data_config.test_fraction == 0.5
+
+
+def test_analyze_curves_writes_a_png_of_a_runs_metrics(tmp_path):
+    rows = [{"step": 5, "g_loss": 3.0}, {"step": 5, "eval/mp3:64/lsd/output": 2.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cli = load_cli("analyze")
+    assert cli.main(["--curves", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert cli.main(["--curves", str(tmp_path / "nothing"), "--out", str(tmp_path / "d.png")]) == 2
+    assert not (tmp_path / "d.png").exists()
