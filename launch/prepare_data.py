@@ -1,7 +1,8 @@
-"""Build the training corpus from Debian packages (see docs/DATA.md).
+"""Build the training corpus from Debian packages, and optionally its pair cache (docs/DATA.md).
 
 python launch/prepare_data.py --out data/corpus --install
 python launch/prepare_data.py --sources songs --song-minutes 300 --seed 1
+python launch/prepare_data.py --out data/corpus --pair-cache data/pair-cache
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from mp3gan.data.corpus import (
     CorpusError,
     prepare_corpus,
 )
+from mp3gan.data.pairs import DEFAULT_DEGRADATIONS, build_pair_cache
+from mp3gan.data.sources import DataError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
         help=f"cutoff that counts as full band (default: {FULL_BAND_HZ:g})",
     )
     p.add_argument("--install", action="store_true", help="apt-get install missing packages first")
+    p.add_argument(
+        "--pair-cache",
+        default="",
+        help="then encode every corpus file into this pair cache, once per degradation "
+        "(train with --config.data.cache_dir=<this folder>)",
+    )
+    p.add_argument(
+        "--degradations",
+        default=",".join(DEFAULT_DEGRADATIONS),
+        help="degradations the pair cache holds, built in this order (default: the base config's)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -71,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
         )
         print(summary.report(), flush=True)
-    except CorpusError as e:
+        if args.pair_cache:
+            degradations = [d.strip() for d in args.degradations.split(",") if d.strip()]
+            cache = build_pair_cache(
+                args.out, args.pair_cache, degradations, progress=not args.no_progress
+            )
+            print(cache.report())
+    except (CorpusError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
