@@ -96,8 +96,8 @@ class Run:
                                             prior.channels, prior.extra))  # fmt: skip
             return
         earlier = self.known_excluded.get(item.origin)
-        if earlier is not None and not target.is_file():  # judged before: not again
-            self.excluded.append(earlier)
+        if earlier is not None and not target.is_file() and not _failed(earlier):
+            self.excluded.append(earlier)  # judged before (band-limited, silent): not again
             return
         # A file without an entry is from a killed run: measure what is there. Otherwise
         # the file is new, or was made from something else (another seed): (re)make it.
@@ -105,7 +105,8 @@ class Run:
         try:
             audio, notes = item.load() if fresh else (read_audio(target)[0], {})
         except (CorpusError, AudioError, OSError) as e:
-            self.exclude(item.source, item.origin, f"failed: {e}")
+            # Not carried over like a judgement: a rerun tries again (renders can be flaky).
+            self.exclude(item.source, item.origin, f"{_FAILED}{e}")
             return
         cutoff = measure_cutoff(audio)
         if cutoff is None:
@@ -151,6 +152,13 @@ class Run:
         """Record that ``original`` is left out, and say so on stderr."""
         self.excluded.append({"source": source, "original": original, "reason": reason, **info})
         print(f"note: {source}: left out {original}: {reason}", file=sys.stderr)
+
+
+_FAILED = "failed: "
+
+
+def _failed(exclusion: dict[str, Any]) -> bool:
+    return str(exclusion.get("reason", "")).startswith(_FAILED)
 
 
 def slug(name: str) -> str:

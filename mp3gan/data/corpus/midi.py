@@ -16,6 +16,15 @@ import mido
 
 PPQ = 480  # ticks per quarter note
 DRUM_CHANNEL = 9  # General MIDI percussion (channel 10, 0-based 9)
+# General MIDI level 1 instrument families, eight programs each.
+FAMILIES = ("piano", "chromatic percussion", "organ", "guitar", "bass", "strings",
+            "ensemble", "brass", "reed", "pipe", "synth lead", "synth pad", "synth effects",
+            "ethnic", "percussive", "sound effects")  # fmt: skip
+
+
+def family(program: int) -> str:
+    """The General MIDI family of a 0-based program number."""
+    return FAMILIES[program // 8]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from mp3gan.data.corpus.grooves import plan
-from mp3gan.data.corpus.midi import DRUM_CHANNEL, PPQ, Note, Voice, midi_file
+from mp3gan.data.corpus.midi import DRUM_CHANNEL, PPQ, Note, Voice, family, midi_file
 
 MODES = {
     "major": (0, 2, 4, 5, 7, 9, 11),
@@ -42,10 +42,6 @@ PROGRESSIONS = {
                (5, 3, 0, 4), (0, 2, 3, 4), (0, 0, 3, 4)),
     "dark": ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 3, 6, 2), (0, 5, 3, 4), (0, 3, 0, 4)),
 }  # fmt: skip
-# General MIDI level 1 instrument families, eight programs each.
-FAMILIES = ("piano", "chromatic percussion", "organ", "guitar", "bass", "strings",
-            "ensemble", "brass", "reed", "pipe", "synth lead", "synth pad", "synth effects",
-            "ethnic", "percussive", "sound effects")  # fmt: skip
 # GM programs that can play each role (0-based program numbers).
 ROLE_PROGRAMS = {
     "bass": (32, 33, 34, 35, 36, 37, 38, 39, 43, 58, 70),
@@ -68,11 +64,6 @@ SWUNG_DRUM_STYLES = ("rock", "halftime", "shuffle", "brushes")  # (in 3/4: a wal
 KICK, SIDE, SNARE, CLAP, CLOSED, PEDAL, OPEN, CRASH, RIDE = 36, 37, 38, 39, 42, 44, 46, 49, 51
 TOMS = (50, 48, 47, 45, 43, 41)  # high to low
 TAIL_S = 2.5  # let the last chord ring
-
-
-def family(program: int) -> str:
-    """The GM family of a 0-based program number."""
-    return FAMILIES[program // 8]
 
 
 @dataclass(frozen=True)
