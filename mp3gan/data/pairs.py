@@ -38,6 +38,7 @@ corpus without a manifest, like the embedded one) the draw is by duration.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -392,6 +393,9 @@ def build_pair_cache(
         encoded[degradation.name], seconds[degradation.name] = n, time.perf_counter() - start
         folder = cache.path(recordings[0], degradation.name).parent
         sizes[degradation.name] = sum(f.stat().st_size for f in folder.glob("*.npy"))
+        print(f"pair cache: {degradation.name} complete ({n} files encoded now, "
+              f"{seconds[degradation.name]:.0f} s, {sizes[degradation.name] / 1e9:.2f} GB)",
+              file=sys.stderr, flush=True)  # fmt: skip
     return PairCacheSummary(cache.dir, len(recordings), total_s / 60, encoded, seconds, sizes,
                             failed)  # fmt: skip
 
