@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.cache_dir = ""
     # Share of draws per manifest kind or source (NAME=SHARE, first match wins); a corpus
     # without kinds (the embedded one, a plain folder) is drawn by duration. () = by duration.
-    c.data.mix = ("music=0.7", "drums=0.2", "one-shot=0.1")
+    c.data.mix = ("music=0.75", "drums=0.15", "one-shot=0.1")
 
     c.model = ml_collections.ConfigDict()
     # Generator: ``kind`` ("frame": ConvNeXt on the compressed complex STFT at hop 128,
