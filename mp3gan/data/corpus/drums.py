@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mp3gan.data.corpus.grooves import Groove, generate_groove, groove_plan
+from mp3gan.data.corpus.grooves import generate_groove, groove_plan
 from mp3gan.data.corpus.items import Context, Item, Run, Source, load_44k, measure_cutoff, slug
 from mp3gan.data.corpus.items import audio_files as _audio_files
 from mp3gan.data.corpus.licences import Licence, dep5_licence, licence_for, read_stanzas
@@ -26,7 +26,7 @@ from mp3gan.data.corpus.packages import (
     package_files,
     program_requirement,
 )
-from mp3gan.data.corpus.render import SAMPLE_RATE, finish_render, render_midi
+from mp3gan.data.corpus.render import midi_loader
 
 # A Hydrogen kit is left out as band-limited (its recording chain, not its instruments)
 # when more than this fraction of its files show a cutoff below the full-band limit.
@@ -176,14 +176,6 @@ def _avl_fonts(paths: SystemPaths) -> list[Path]:
     return sorted(paths.share("sounds", "sf2").glob(AVL_GLOB))
 
 
-def _groove_loader(groove: Groove, font: Path, peak_db: float, paths: SystemPaths, name: str):
-    def load():
-        audio = render_midi(groove.midi(), font, SAMPLE_RATE, paths.fluidsynth, name=name)
-        return finish_render(audio, peak_db), {}
-
-    return load
-
-
 def _build_avldrums(ctx: Context, run: Run) -> None:
     fonts = _avl_fonts(ctx.paths)
     copyright_file = ctx.paths.copyright("avldrums.lv2-soundfont")
@@ -207,7 +199,7 @@ def _build_avldrums(ctx: Context, run: Run) -> None:
             kind="drums",
             licence=lic,
             origin=origin,
-            load=_groove_loader(groove, font, peak_db, ctx.paths, origin),
+            load=midi_loader(groove.midi, font, peak_db, ctx.paths.fluidsynth, name=origin),
             seed=gseed,
             extra={
                 "kit": kit,

@@ -27,8 +27,8 @@ from mp3gan.data.corpus.render import (
     RenderError,
     check_lossless_soundfont,
     finish_render,
+    midi_loader,
     render_lmms,
-    render_midi,
 )
 from mp3gan.data.corpus.songs import Song, compose_song, song_plan
 
@@ -64,14 +64,6 @@ GM_SOUNDFONTS = (
     Soundfont("TimGM6mb.sf2", "timgm6mb-soundfont", 0.20,
               lambda p: dep5_licence(p.copyright("timgm6mb-soundfont"), ["TimGM6mb.sf2"])),
 )  # fmt: skip
-
-
-def _song_loader(song: Song, font: Path, peak_db: float, paths: SystemPaths, name: str):
-    def load():
-        audio = render_midi(song.midi(), font, SAMPLE_RATE, paths.fluidsynth, song.effects, name)
-        return finish_render(audio, peak_db), {}
-
-    return load
 
 
 def _song_extra(song: Song, font: Soundfont, peak_db: float) -> dict:
@@ -131,7 +123,7 @@ def _build_songs(ctx: Context, run: Run) -> None:
             kind="music",
             licence=lic,
             origin=origin,
-            load=_song_loader(song, path, peak_db, ctx.paths, origin),
+            load=midi_loader(song.midi, path, peak_db, ctx.paths.fluidsynth, song.effects, origin),
             seed=seed,
             extra=_song_extra(song, font, peak_db),
             full_band_only=True,

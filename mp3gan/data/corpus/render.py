@@ -15,7 +15,9 @@ import signal
 import struct
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -137,6 +139,23 @@ def render_lmms(
             "-i", "sincbest", "-o", str(wav),
         ]  # fmt: skip
         return _run_render(cmd, wav, str(project), timeout_s, env)
+
+
+def midi_loader(
+    midi: Callable[[], bytes],
+    soundfont: Path,
+    peak_db: float,
+    fluidsynth: str,
+    effects: bool = False,
+    name: str = "MIDI",
+) -> Callable[[], tuple[np.ndarray, dict[str, Any]]]:
+    """A corpus item's ``load``: compose (``midi()``), render, trim and set the peak."""
+
+    def load() -> tuple[np.ndarray, dict[str, Any]]:
+        audio = render_midi(midi(), soundfont, SAMPLE_RATE, fluidsynth, effects, name)
+        return finish_render(audio, peak_db), {}
+
+    return load
 
 
 def finish_render(audio: np.ndarray, peak_db: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
