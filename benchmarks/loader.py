@@ -77,6 +77,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=20, help="batches timed per setting")
     p.add_argument("--workers", default="0,1,2", help="worker counts to try (0 = in-process)")
     p.add_argument("--cache-dir", default="", help="a prepared pair cache (default: build one)")
+    p.add_argument("--degradations", default="",
+                   help="comma-separated specs (default: the base config's)")  # fmt: skip
     p.add_argument("--step-seconds", default="1.0,2.3",
                    help="train step seconds to compare with (base config, 2-core CPU: "
                    "warm-up, GAN)")  # fmt: skip
@@ -86,6 +88,8 @@ def main() -> None:
     config = data_loader.default_data_config()
     config.path = args.path
     config.crop_samples = args.crop
+    if args.degradations:
+        config.degradations = tuple(d.strip() for d in args.degradations.split(","))
     root = data_loader.corpus_root(config)
     print(
         f"corpus {root}; crop {args.crop}; batch {args.batch}; {os.cpu_count()} CPUs; "
