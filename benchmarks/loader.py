@@ -1,13 +1,16 @@
-"""Throughput of the training loader: examples (rows) per second, by workers and cache.
+"""Throughput of the training loader, with and without the pair cache, beside the train step.
 
     python benchmarks/loader.py                    # embedded corpus, base-config crops
-    python benchmarks/loader.py --path data/corpus --workers 1,2,4,8 --batches 40
+    python benchmarks/loader.py --path data/corpus --cache-dir data/pair-cache --workers 0,2
 
 An example is one row of a batch: one channel of ``crop_samples`` (a stereo crop fills
 two rows). Each setting starts a fresh loader; the first batch (worker start-up) is timed
-apart, then ``--batches`` batches are timed. "cache on" first fills the encode cache for
-every (file, degradation) of the training split and reports how long that took.
-Prints figures; not a test.
+apart, then ``--batches`` batches are timed. Without ``--cache-dir`` the cache is built
+first into a temporary folder (and that time reported); with it, the prepared cache is
+used as it is (its coverage is printed). The train step's consumption is printed for
+comparison: ``--batch`` examples per step at ``--step-seconds`` (the base config's
+warm-up and GAN steps on a 2-core CPU, measured with benchmarks/train_step.py). Prints
+figures; not a test.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import tempfile
 import time
 
 from mp3gan.data import loader as data_loader
-from mp3gan.data.pairs import PairMaker
+from mp3gan.data.pairs import PairMaker, build_pair_cache
 
 
 def measure(config, batch: int, batches: int) -> tuple[float, float, float]:
@@ -43,48 +46,71 @@ def measure(config, batch: int, batches: int) -> tuple[float, float, float]:
         return first, examples / (time.perf_counter() - start), cpu_ms
 
 
+def _consumption(batch: int, step_seconds: list[float]) -> float:
+    """Print what the train step eats; returns the hungriest rate (examples/s)."""
+    rates = [batch / s for s in step_seconds]
+    names = ["warm-up", "GAN"] + [f"step {i}" for i in range(2, len(rates))]
+    parts = [f"{n} step {s:.1f} s: {r:.1f} examples/s" for n, s, r in
+             zip(names, step_seconds, rates, strict=False)]  # fmt: skip
+    print(f"train step consumes {batch} examples per step; " + "; ".join(parts))
+    print(f"the loader should deliver >= 3x the hungriest: {3 * max(rates):.1f} examples/s")
+    return max(rates)
+
+
+def _prepare_cache(config, cache_dir: str, given: bool) -> None:
+    root, train = data_loader.load_split(config, "train")
+    if not given:
+        start = time.perf_counter()
+        summary = build_pair_cache(root, cache_dir, config.degradations, progress=False)
+        took = time.perf_counter() - start
+        print(f"cache built: {sum(summary.encoded.values())} whole-file encodes in {took:.1f} s")
+    pairs = PairMaker(root, train, data_loader.pair_settings(config))
+    cached, total = pairs.cache_coverage()
+    print(f"cache {cache_dir}: {cached} of {total} (file, degradation) encodes present")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--path", default="", help="corpus folder ('' = the embedded corpus)")
     p.add_argument("--crop", type=int, default=32768, help="crop_samples (base config: 32768)")
-    p.add_argument("--batch", type=int, default=16, help="rows per batch")
+    p.add_argument("--batch", type=int, default=16, help="rows per batch (base config: 16)")
     p.add_argument("--batches", type=int, default=20, help="batches timed per setting")
-    p.add_argument("--workers", default="0,1,2,4", help="worker counts to try (0 = in-process)")
-    p.add_argument("--cache-dir", default="", help="encode cache (default: a temporary folder)")
+    p.add_argument("--workers", default="0,1,2", help="worker counts to try (0 = in-process)")
+    p.add_argument("--cache-dir", default="", help="a prepared pair cache (default: build one)")
+    p.add_argument("--degradations", default="",
+                   help="comma-separated specs (default: the base config's)")  # fmt: skip
+    p.add_argument("--step-seconds", default="1.0,2.3",
+                   help="train step seconds to compare with (base config, 2-core CPU: "
+                   "warm-up, GAN)")  # fmt: skip
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     config = data_loader.default_data_config()
     config.path = args.path
     config.crop_samples = args.crop
+    if args.degradations:
+        config.degradations = tuple(d.strip() for d in args.degradations.split(","))
     root = data_loader.corpus_root(config)
     print(
         f"corpus {root}; crop {args.crop}; batch {args.batch}; {os.cpu_count()} CPUs; "
         f"load average {os.getloadavg()[0]:.1f} (other processes compete for the CPUs)"
     )
-    print(f"degradations {', '.join(config.degradations)}")
+    print(f"degradations {', '.join(config.degradations)}; mix {', '.join(config.mix)}")
+    need = _consumption(args.batch, [float(s) for s in args.step_seconds.split(",")])
 
     with tempfile.TemporaryDirectory(prefix="mp3gan-bench-cache-") as tmp:
-        cache_dir = args.cache_dir or tmp
         for cache in (False, True):
-            config.cache_dir = cache_dir if cache else ""
+            config.cache_dir = (args.cache_dir or tmp) if cache else ""
             if cache:
-                root, train = data_loader.load_split(config, "train")
-                start = time.perf_counter()
-                pairs = PairMaker(root, train, data_loader.pair_settings(config))
-                n = pairs.fill_cache()
-                print(
-                    f"cache fill: {n} whole-file encodes in {time.perf_counter() - start:.1f} s"
-                    " (one process; a reused --cache-dir is already full)"
-                )
+                _prepare_cache(config, config.cache_dir, bool(args.cache_dir))
             for workers in [int(w) for w in args.workers.split(",")]:
                 config.workers = workers
                 first, rate, cpu_ms = measure(config, args.batch, args.batches)
-                cost = f"  {cpu_ms:5.1f} CPU ms/example" if workers == 0 else ""
+                cost = f"  {cpu_ms:6.1f} CPU ms/example" if workers == 0 else ""
                 print(
                     f"workers {workers}  cache {'on ' if cache else 'off'}  "
                     f"first batch {first:5.1f} s  {rate:7.1f} examples/s  "
-                    f"({rate * args.crop / config.sample_rate:6.1f} s of audio per s){cost}",
+                    f"({rate / need:5.1f}x the train step's need){cost}",
                     flush=True,
                 )
 

@@ -31,7 +31,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.test_fraction = 0.05  # recordings held out for the final test
     c.data.workers = 2  # loader worker processes (0 = a thread in the trainer)
     c.data.prefetch = 2  # batches buffered per worker
-    c.data.cache_dir = ""  # cache of whole-file decodes ("" = encode every crop)
+    # The prepared pair cache (launch/prepare_data.py --pair-cache DIR): every file encoded
+    # once per degradation, so the loader only reads and crops. "" = encode every crop.
+    c.data.cache_dir = ""
+    # Share of draws per manifest kind or source (NAME=SHARE, first match wins); a corpus
+    # without kinds (the embedded one, a plain folder) is drawn by duration. () = by duration.
+    c.data.mix = ("music=0.75", "drums=0.15", "one-shot=0.1")
 
     c.model = ml_collections.ConfigDict()
     # Generator: ``kind`` ("frame": ConvNeXt on the compressed complex STFT at hop 128,

@@ -1,7 +1,8 @@
-"""Build the training corpus from Debian packages (see docs/DATA.md).
+"""Build the training corpus from Debian packages, and optionally its pair cache (docs/DATA.md).
 
-python launch/prepare_data.py --out data/corpus
-python launch/prepare_data.py --sources avldrums --groove-minutes 60 --seed 1
+python launch/prepare_data.py --out data/corpus --install
+python launch/prepare_data.py --sources songs --song-minutes 300 --seed 1
+python launch/prepare_data.py --out data/corpus --pair-cache data/pair-cache
 """
 
 from __future__ import annotations
@@ -9,17 +10,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mp3gan.data.prepare import (
+from mp3gan.data.corpus import (
     DEFAULT_GROOVE_MINUTES,
+    DEFAULT_SONG_MINUTES,
     FULL_BAND_HZ,
+    REGISTRY,
     SOURCES,
     CorpusError,
     prepare_corpus,
 )
+from mp3gan.data.pairs import DEFAULT_DEGRADATIONS, build_pair_cache
+from mp3gan.data.sources import DataError
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _parser() -> argparse.ArgumentParser:
+    sources = "\n".join(f"  {name:9s} {s.summary}" for name, s in REGISTRY.items())
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=f"sources:\n{sources}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="data/corpus", help="corpus folder (default: data/corpus)")
     p.add_argument(
         "--sources",
@@ -30,10 +40,16 @@ def main(argv: list[str] | None = None) -> int:
         "--groove-minutes",
         type=float,
         default=DEFAULT_GROOVE_MINUTES,
-        help="minutes of avldrums grooves to render; the default alone makes the corpus "
-        f">= 20 full-band minutes (default: {DEFAULT_GROOVE_MINUTES:g})",
+        help=f"minutes of avldrums grooves (default: {DEFAULT_GROOVE_MINUTES:g})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated grooves")
+    p.add_argument(
+        "--song-minutes",
+        type=float,
+        default=DEFAULT_SONG_MINUTES,
+        help="minutes of songs to compose and render; band-limited renders are "
+        f"left out, so fewer are kept (default: {DEFAULT_SONG_MINUTES:g})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated grooves and songs")
     p.add_argument(
         "--min-cutoff-hz",
         type=float,
@@ -41,23 +57,43 @@ def main(argv: list[str] | None = None) -> int:
         help=f"cutoff that counts as full band (default: {FULL_BAND_HZ:g})",
     )
     p.add_argument("--install", action="store_true", help="apt-get install missing packages first")
+    p.add_argument(
+        "--pair-cache",
+        default="",
+        help="then encode every corpus file into this pair cache, once per degradation "
+        "(train with --config.data.cache_dir=<this folder>)",
+    )
+    p.add_argument(
+        "--degradations",
+        default=",".join(DEFAULT_DEGRADATIONS),
+        help="degradations the pair cache holds, built in this order (default: the base config's)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         summary = prepare_corpus(
             out=args.out,
-            sources=sources,
-            groove_minutes=args.groove_minutes,
+            sources=[s.strip() for s in args.sources.split(",") if s.strip()],
+            minutes={"avldrums": args.groove_minutes, "songs": args.song_minutes},
             seed=args.seed,
             install=args.install,
             min_cutoff_hz=args.min_cutoff_hz,
             progress=not args.no_progress,
         )
-    except CorpusError as e:
+        print(summary.report(), flush=True)
+        if args.pair_cache:
+            degradations = [d.strip() for d in args.degradations.split(",") if d.strip()]
+            cache = build_pair_cache(
+                args.out, args.pair_cache, degradations, progress=not args.no_progress
+            )
+            print(cache.report())
+    except (CorpusError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(summary.report())
     return 0
 
 

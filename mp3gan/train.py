@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from mp3gan import checkpoint, distributed
 from mp3gan.data import loader as data_loader
+from mp3gan.data.pairs import parse_mix
 from mp3gan.degrade import parse_degradation
 from mp3gan.steps import (
     AXIS,
@@ -86,6 +87,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 parse_degradation(spec)
             except ValueError as e:
                 raise ConfigError(f"{field}: {e}") from None
+    try:
+        parse_mix(config.data.get("mix", ()))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _field(config: dict, dotted: str):

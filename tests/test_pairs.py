@@ -1,5 +1,10 @@
-"""Tests for mp3gan.data.pairs: aligned crops, codec-clean edges, gain, silence, cache."""
+"""Tests for mp3gan.data.pairs: aligned crops, codec-clean edges, gain, silence, the mix.
 
+The pair cache has its own tests (test_pair_cache.py).
+"""
+
+import dataclasses
+import json
 import logging
 
 import numpy as np
@@ -8,7 +13,7 @@ from conftest import clicks_and_noise
 
 from mp3gan import audio, degrade
 from mp3gan.data import sources
-from mp3gan.data.pairs import PairMaker, PairSettings, level_db, read_window
+from mp3gan.data.pairs import PairMaker, PairSettings, level_db, mix_weights, read_window
 
 SR = 44100
 LOW = degrade.LowPass(3000)
@@ -129,25 +134,45 @@ def test_random_pairs_skip_silence_and_unreadable_files(tmp_path, caplog):
         _assert_aligned(p)
 
 
-def test_cache_gives_the_same_pairs_without_re_encoding(corpus, tmp_path, monkeypatch):
-    root, recs = corpus
-    cache = tmp_path / "encoded"
-    settings = _settings(degradations=("lowpass:4000",), cache_dir=str(cache))
-    fly = PairMaker(root, list(recs.values()), _settings(degradations=("lowpass:4000",)))
-    cached = PairMaker(root, list(recs.values()), settings)
-    for name in recs:
-        a = fly.pair_at(recs[name], 9000, "lowpass:4000", gain_db=-3.0)
-        b = cached.pair_at(recs[name], 9000, "lowpass:4000", gain_db=-3.0)
-        np.testing.assert_allclose(b.reference, a.reference, atol=1e-6)
-        # float16 storage: a rounding error far below any codec's.
-        np.testing.assert_allclose(b.degraded, a.degraded, atol=1e-3)
-    files = sorted(p.name for p in (cache / "encoded-v1").iterdir())
-    # One decode per file, plus the resampled reference of the 48 kHz file.
-    assert len(files) == 3
-    # MP3 from the cache is aligned too; a fresh maker reuses the files it finds.
-    mp3 = PairMaker(root, list(recs.values()), _settings(cache_dir=str(cache)))
-    _assert_aligned(mp3.pair_at(recs["stereo.flac"], 40000, "mp3:64"))
-    monkeypatch.setattr(degrade.LowPass, "__call__", lambda *a: pytest.fail("re-encoded"))
-    again = PairMaker(root, list(recs.values()), settings)
-    b2 = again.pair_at(recs["mono48k.wav"], 100, "lowpass:4000")
-    assert b2.reference.shape == (1, 8192)
+def _recording(path, duration, kind=None, source=None):
+    return sources.Recording(path, duration, SR, 1, int(duration * SR), kind=kind, source=source)
+
+
+def test_mix_shares_draws_between_kinds_and_sources():
+    recs = [_recording("song.flac", 300.0, "music", "songs"),
+            _recording("lmms.flac", 100.0, "music", "lmms"),
+            _recording("groove.flac", 200.0, "drums", "avldrums"),
+            _recording("hit1.flac", 1.0, "one-shot", "hydrogen"),
+            _recording("hit2.flac", 3.0, "one-shot", "hydrogen")]  # fmt: skip
+    by_duration = mix_weights(recs, ())
+    np.testing.assert_allclose(by_duration, np.array([300, 100, 200, 1, 3]) / 604)
+    w = mix_weights(recs, ("music=0.6", "drums=0.3", "one-shot=0.1"))
+    np.testing.assert_allclose(w, [0.45, 0.15, 0.3, 0.025, 0.075])
+    # The first entry naming a file's source or kind wins; shares of absent groups and
+    # files no entry names drop out.
+    w = mix_weights(recs, ("lmms=1", "music=1", "speech=5"))
+    np.testing.assert_allclose(w, [0.5, 0.5, 0, 0, 0])
+    # Nothing named (a corpus without a manifest): by duration.
+    plain = [dataclasses.replace(r, kind=None, source=None) for r in recs]
+    np.testing.assert_allclose(mix_weights(plain, ("music=1",)), by_duration)
+    for bad in (("music",), ("music=0",), ("=1",), ("music=lots",)):
+        with pytest.raises(ValueError, match="bad data.mix entry"):
+            PairSettings(mix=bad)
+
+
+def test_random_pairs_follow_the_mix(tmp_path):
+    root = tmp_path / "c"
+    for name in ("long.flac", "short.flac"):
+        audio.write_audio(root / name, _peak(clicks_and_noise(SR * (4 if "long" in name else 1),
+                                                              SR, 1, seed=5)), SR)  # fmt: skip
+    manifest = [
+        {"path": "long.flac", "licence": "CC0", "kind": "drums", "source": "x"},
+        {"path": "short.flac", "licence": "CC0", "kind": "music", "source": "y"},
+    ]
+    (root / "manifest.jsonl").write_text("\n".join(map(json.dumps, manifest)) + "\n")
+    recs = sources.scan_folder(root, index_file=tmp_path / "index.jsonl")
+    rng = np.random.default_rng(0)
+    for mix, share_short in [((), 0.2), (("music=0.5", "drums=0.5"), 0.5)]:
+        maker = PairMaker(root, recs, _settings(degradations=("lowpass:4000",), mix=mix))
+        paths = [maker.random_pair(rng).path for _ in range(400)]
+        assert abs(paths.count("short.flac") / 400 - share_short) < 0.07, mix

@@ -93,13 +93,21 @@ def test_licence_is_carried_from_the_corpus_manifest(messy_folder):
             "sample_rate": 44100,
             "channels": 2,
             "licence": "CC0-1.0",
+            "kind": "music",
+            "source": "songs",
         },
         {"path": "other.flac", "licence": "MIT"},
     ]
     (messy_folder / "manifest.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     by_path = {r.path: r for r in sources.scan_folder(messy_folder)}
     assert by_path["good.flac"].licence == "CC0-1.0"
+    assert (by_path["good.flac"].kind, by_path["good.flac"].source) == ("music", "songs")
     assert by_path["sub/mono48k.wav"].licence is None
+    assert by_path["sub/mono48k.wav"].kind is None
+    # The cached index does not keep old manifest facts: they are read afresh each scan.
+    lines[0]["kind"] = "drums"
+    (messy_folder / "manifest.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert {r.path: r for r in sources.scan_folder(messy_folder)}["good.flac"].kind == "drums"
 
 
 def _fake(paths):

@@ -43,6 +43,7 @@ from mp3gan.data.embedded import ensure_embedded_corpus
 from mp3gan.data.pairs import (
     DEFAULT_DEGRADATIONS,
     DEFAULT_MARGIN,
+    DEFAULT_MIX,
     MAX_ATTEMPTS,
     PairMaker,
     PairSettings,
@@ -76,7 +77,15 @@ DATA_DEFAULTS: dict[str, tuple[Any, str]] = {
     "test_fraction": (0.05, "share of recordings held out for the final test"),
     "workers": (2, "grain worker processes making batches; 0 = a thread in the trainer"),
     "prefetch": (2, "batches buffered per worker (or in-process)"),
-    "cache_dir": ("", "'' = encode every crop; else cache whole-file decodes here (float16)"),
+    "cache_dir": (
+        "",
+        "'' = encode every crop; else the prepared pair cache (whole-file "
+        "encodes; launch/prepare_data.py --pair-cache)",
+    ),
+    "mix": (
+        DEFAULT_MIX,
+        "share of draws per manifest kind or source (NAME=SHARE); () = by duration",
+    ),
 }
 
 
@@ -141,6 +150,7 @@ def pair_settings(data_config, **overrides) -> PairSettings:
         "gain_db": tuple(float(g) for g in _field(data_config, "gain_db")),
         "silence_db": float(_field(data_config, "silence_db")),
         "cache_dir": str(_field(data_config, "cache_dir") or ""),
+        "mix": tuple(str(m) for m in _field(data_config, "mix")),
     }
     return PairSettings(**{**fields, **overrides})
 
@@ -276,6 +286,7 @@ class TrainLoader:
             "batch_shape": list(self.batch_shape),
             "files": self._fingerprint,
             "degradations": list(m.pairs.settings.degradations),
+            "mix": list(m.pairs.settings.mix),
         }
 
     def set_state(self, state: dict[str, Any] | str | bytes) -> None:
@@ -349,8 +360,16 @@ def make_train_loader(
         )
     root, train = load_split(data_config, "train")
     shard = shard_for_process(train, process_index, process_count)
+    pairs = PairMaker(root, shard, pair_settings(data_config))
+    if pairs.settings.cache_dir:
+        cached, total = pairs.cache_coverage()
+        (log.info if cached == total else log.warning)(
+            "pair cache %s holds %d of %d (file, degradation) encodes%s",
+            pairs.settings.cache_dir, cached, total,
+            "" if cached == total else "; the rest are encoded on the fly (slower)",
+        )  # fmt: skip
     maker = _BatchMaker(
-        pairs=PairMaker(root, shard, pair_settings(data_config)),
+        pairs=pairs,
         num_devices=num_devices,
         per_device_batch=per_device_batch,
         seed=int(seed),

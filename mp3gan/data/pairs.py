@@ -19,21 +19,27 @@ artefacts are real); the pair keeps both channels and the loader folds them into
 Near-silent crops (reference RMS below ``silence_db`` dBFS) are redrawn, as are files that
 fail to read; both are bounded by ``MAX_ATTEMPTS``.
 
-Optional cache (``cache_dir``): the whole file is degraded once per degradation (padded
-with ``encode_margin`` zeros at both ends, so its own edges are codec-clean too) and kept
-as a float16 ``.npy`` memmap keyed by a hash of path, size, mtime, degradation, rate and
-margin; crops are then sliced from it. With the cache the gain is applied after the
-codec (MP3 is close to scale-invariant; the pair still agrees exactly in gain), and the
-float16 rounding (about -66 dB relative) sits far below any MP3 error we train on. Files
-whose rate differs from the model rate also keep their resampled reference (float32).
-Cost: about 5.3 MB per channel-minute per degradation.
+Prepared pair cache (``cache_dir``, :mod:`mp3gan.data.pair_cache`, built by
+:func:`build_pair_cache`): the whole file degraded once per degradation. A crop then
+reads its reference from the file as above and slices its degraded side from the cache;
+the gain (capped on the same window as without the cache, so references are identical)
+is applied after the codec, since the cache cannot know it (MP3 is close to
+scale-invariant; the pair still agrees exactly in gain). A (file, degradation) missing
+from the cache is made on the fly, so a partial cache only costs speed.
+
+Which file a crop comes from: by default every second of audio is equally likely.
+``mix`` (``data.mix``) shares the draws between groups instead: ``("music=0.6",
+"drums=0.25", "one-shot=0.15")`` gives each group that share, each file of a group its
+share by duration. A file belongs to the first entry naming its manifest ``source`` or
+``kind``; files no entry names are not drawn. When no file belongs to any entry (a
+corpus without a manifest, like the embedded one) the draw is by duration.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import OrderedDict
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from math import gcd
@@ -41,11 +47,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from mp3gan import audio as audio_lib
 from mp3gan import degrade as degrade_lib
-from mp3gan.data.sources import DataError, Recording
-from mp3gan.files import atomic_path
+from mp3gan.data.pair_cache import PairCache
+from mp3gan.data.sources import DataError, Recording, scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +67,14 @@ DEFAULT_DEGRADATIONS = (
     "vbr:0.4",
     "vbr:0.7",
 )
+# Share of draws per manifest kind (data.mix): music is the bulk, as in people's MP3s;
+# drum-only material keeps a fixed share however many grooves a corpus holds.
+DEFAULT_MIX = ("music=0.75", "drums=0.15", "one-shot=0.1")
 # Four MP3 frames: covers the 1105-sample codec delay plus the MDCT overlap, and leaves a
 # few frames for the encoder's bit reservoir and psychoacoustic state to settle.
 DEFAULT_MARGIN = 4 * audio_lib.MP3_FRAME
 # Redraws (another crop, maybe another file) before giving up on silence or read errors.
 MAX_ATTEMPTS = 16
-_CACHE_VERSION = "encoded-v1"
-# Open memmaps kept per process; bounded so a large corpus cannot exhaust file handles.
-_OPEN_MEMMAPS = 128
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,7 @@ class PairSettings:
     gain_db: tuple[float, float] = (-12.0, 6.0)
     silence_db: float = -50.0
     cache_dir: str = ""
+    mix: tuple[str, ...] = DEFAULT_MIX
 
     def __post_init__(self):
         if self.crop_samples <= 0 or self.encode_margin < 0:
@@ -89,6 +97,7 @@ class PairSettings:
             raise ValueError("degradations is empty: list at least one spec, e.g. 'mp3:64'")
         for spec in self.degradations:
             degrade_lib.parse_degradation(spec)  # fail at configuration, not in a worker
+        parse_mix(self.mix)
 
 
 @dataclass
@@ -158,63 +167,48 @@ def degrade_crop(window: np.ndarray, degradation, sample_rate: int, margin: int)
     return degraded[:, margin : window.shape[-1] - margin]
 
 
-class _EncodedCache:
-    """Whole-file degraded (float16) and resampled reference (float32) arrays on disk."""
+def parse_mix(mix: Sequence[str]) -> list[tuple[str, float]]:
+    """``("music=0.6", ...)`` as ``[("music", 0.6), ...]``; ValueError on a bad entry."""
+    parsed = []
+    for entry in mix:
+        name, _, share = str(entry).partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = -1.0
+        if not name.strip() or value <= 0:
+            raise ValueError(
+                f"bad data.mix entry {entry!r}: use NAME=SHARE with a share > 0, where NAME "
+                "is a manifest kind or source (e.g. music=0.6)"
+            )
+        parsed.append((name.strip(), value))
+    return parsed
 
-    def __init__(self, cache_dir: str, settings: PairSettings):
-        self.dir = Path(cache_dir).expanduser() / _CACHE_VERSION
-        self.settings = settings
-        self._open: OrderedDict[Path, np.ndarray] = OrderedDict()
 
-    def _key(self, path: Path, recording: Recording, what: str) -> Path:
-        s = self.settings
-        ident = f"{path.resolve()}|{recording.size}|{recording.mtime_ns}|{what}|{s.sample_rate}"
-        if what != "reference":
-            ident += f"|margin={s.encode_margin}"
-        digest = hashlib.sha1(ident.encode()).hexdigest()[:20]
-        return self.dir / f"{Path(recording.path).stem[:40]}-{digest}.npy"
-
-    def _memmap(self, file: Path) -> np.ndarray:
-        if file in self._open:
-            self._open.move_to_end(file)
-            return self._open[file]
-        array = np.load(file, mmap_mode="r")
-        self._open[file] = array
-        if len(self._open) > _OPEN_MEMMAPS:
-            self._open.popitem(last=False)
-        return array
-
-    def _store(self, file: Path, array: np.ndarray) -> None:
-        """Write atomically (workers may race to build the same file; the last rename wins)."""
-        with atomic_path(file) as tmp, open(tmp, "wb") as f:
-            np.save(f, array)
-
-    def reference(self, path: Path, recording: Recording) -> np.ndarray:
-        """The whole file at the model rate (only cached when the rates differ)."""
-        file = self._key(path, recording, "reference")
-        if not file.is_file():
-            audio, sr = audio_lib.read_audio(path)
-            self._store(file, audio_lib.resample(audio, sr, self.settings.sample_rate))
-        return self._memmap(file)
-
-    def degraded(self, path: Path, recording: Recording, degradation) -> np.ndarray:
-        file = self._key(path, recording, degradation.name)
-        if not file.is_file():
-            s = self.settings
-            if recording.sample_rate == s.sample_rate:
-                audio, _ = audio_lib.read_audio(path)
-            else:
-                audio = np.asarray(self.reference(path, recording))
-            # Over-full-scale sources (float WAV) are scaled down for the codec and back up.
-            scale = max(1.0, float(np.abs(audio).max(initial=0.0)) / 0.99)
-            padded = np.pad(audio / scale, ((0, 0), (s.encode_margin, s.encode_margin)))
-            decoded = degrade_crop(padded, degradation, s.sample_rate, s.encode_margin) * scale
-            self._store(file, decoded.astype(np.float16))
-        return self._memmap(file)
-
-    def __getstate__(self):
-        # Memmaps do not travel to worker processes; each reopens what it needs.
-        return {**self.__dict__, "_open": OrderedDict()}
+def mix_weights(recordings: Sequence[Recording], mix: Sequence[str]) -> np.ndarray:
+    """Each recording's probability of being drawn (see the module docstring)."""
+    durations = np.array([r.duration_s for r in recordings], np.float64)
+    entries = parse_mix(mix)
+    names = [name for name, _ in entries]
+    group = np.array(
+        [next((i for i, n in enumerate(names) if n in (r.source, r.kind)), -1) for r in recordings]
+    )
+    present = sorted(set(group.tolist()) - {-1})
+    if not present:
+        if entries:
+            log.info("data.mix: no file has a source or kind named %s; drawing by duration",
+                     ", ".join(names))  # fmt: skip
+        return durations / durations.sum()
+    total = sum(entries[i][1] for i in present)
+    weights = np.zeros(len(recordings))
+    for i in present:
+        members = group == i
+        weights[members] = entries[i][1] / total * durations[members] / durations[members].sum()
+    if (group == -1).any():
+        log.warning("data.mix names no group for %d of %d files (e.g. %s): they are not drawn",
+                    int((group == -1).sum()), len(recordings),
+                    recordings[int(np.argmax(group == -1))].path)  # fmt: skip
+    return weights
 
 
 @dataclass
@@ -222,8 +216,8 @@ class PairMaker:
     """Makes pairs from the recordings of one corpus split (or one process's shard).
 
     Picklable (grain sends it to worker processes). :meth:`random_pair` draws a file
-    (weighted by duration, so every second of audio is equally likely), a crop, a
-    degradation and a gain from ``rng``; :meth:`pair_at` makes one fixed pair.
+    (by :func:`mix_weights`), a crop, a degradation and a gain from ``rng``;
+    :meth:`pair_at` makes one fixed pair.
     """
 
     root: Path
@@ -231,55 +225,59 @@ class PairMaker:
     settings: PairSettings
     _degradations: list = field(init=False, repr=False)
     _cumulative_weights: np.ndarray = field(init=False, repr=False)
-    _cache: _EncodedCache | None = field(init=False, repr=False)
+    _cache: PairCache | None = field(init=False, repr=False)
     _warned: set = field(init=False, repr=False)
 
     def __post_init__(self):
         if not self.recordings:
             raise DataError(f"{self.root}: no recordings to make pairs from")
         self.root = Path(self.root)
-        self._degradations = [degrade_lib.parse_degradation(s) for s in self.settings.degradations]
-        durations = np.array([r.duration_s for r in self.recordings], np.float64)
-        self._cumulative_weights = np.cumsum(durations) / durations.sum()
-        cache_dir = self.settings.cache_dir
-        self._cache = _EncodedCache(cache_dir, self.settings) if cache_dir else None
+        s = self.settings
+        self._degradations = [degrade_lib.parse_degradation(d) for d in s.degradations]
+        self._cumulative_weights = np.cumsum(mix_weights(self.recordings, s.mix))
+        self._cumulative_weights /= self._cumulative_weights[-1]
+        self._cache = (
+            PairCache(s.cache_dir, s.sample_rate, s.encode_margin) if s.cache_dir else None
+        )
         self._warned = set()
 
-    def _read(
-        self, recording: Recording, start: int, length: int
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(reference crop, window)``; the window (crop plus margins) only without cache."""
-        s = self.settings
-        path = self.root / recording.path
+    def cache_coverage(self) -> tuple[int, int]:
+        """(cached, all) (recording, degradation) combinations; (0, n) without a cache."""
+        total = len(self.recordings) * len(self._degradations)
         if self._cache is None:
-            m = s.encode_margin
-            window = read_window(path, recording, start - m, length + 2 * m, s.sample_rate)
-            return window[:, m : m + length], window
-        if recording.sample_rate == s.sample_rate:
-            return read_window(path, recording, start, length, s.sample_rate), None
-        return _slice(self._cache.reference(path, recording), start, length), None
+            return 0, total
+        cached = sum(
+            self._cache.has(r, d.name) for r in self.recordings for d in self._degradations
+        )
+        return cached, total
 
-    def _finish(
-        self,
-        recording: Recording,
-        start: int,
-        degradation,
-        gain_db: float,
-        reference: np.ndarray,
-        window: np.ndarray | None,
-    ) -> Pair:
+    def _read(
+        self, recording: Recording, start: int, length: int, degradation=None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(reference crop, window, whole)``: the window is the crop plus the codec margin
+        on each side; ``whole`` the cached whole-file decode (None: degrade the window)."""
+        s, m = self.settings, self.settings.encode_margin
+        whole = None
+        if self._cache is not None and degradation is not None:
+            whole = self._cache.degraded(recording, degradation.name)
+            if whole is None and "<cache>" not in self._warned:  # once per process
+                self._warned.add("<cache>")
+                log.warning("pair cache %s lacks %s of %s (maybe more): such crops are encoded "
+                            "on the fly; complete it with launch/prepare_data.py --pair-cache",
+                            self._cache.dir, degradation.name, recording.path)  # fmt: skip
+        path = self.root / recording.path
+        window = read_window(path, recording, start - m, length + 2 * m, s.sample_rate)
+        return window[:, m : m + length], window, whole
+
+    def _finish(self, recording, start, degradation, gain_db, reference, window, whole) -> Pair:
         s = self.settings
-        if window is None:  # cached: slice the whole-file decode, gain after the codec
-            whole = self._cache.degraded(self.root / recording.path, recording, degradation)
-            degraded = _slice(whole, start, reference.shape[-1])
-            gain = _capped_gain(gain_db, reference)
-            reference, degraded = reference * gain, degraded * gain
-        else:  # on the fly: gain before the codec, degrade the window, keep its middle
-            gain = _capped_gain(gain_db, window)
+        gain = _capped_gain(gain_db, window)
+        if whole is None:  # on the fly: gain before the codec, degrade the window, its middle
             degraded = degrade_crop(window * gain, degradation, s.sample_rate, s.encode_margin)
-            reference = reference * gain
+        else:  # cached: a slice of the whole-file decode, gain after the codec
+            degraded = _slice(whole, start, reference.shape[-1]) * gain
         return Pair(
-            reference.astype(np.float32),
+            (reference * gain).astype(np.float32),
             degraded.astype(np.float32),
             degradation.name,
             recording.path,
@@ -300,22 +298,8 @@ class PairMaker:
         if isinstance(degradation, str):
             degradation = degrade_lib.parse_degradation(degradation)
         length = self.settings.crop_samples if length is None else length
-        return self._finish(
-            recording, start, degradation, gain_db, *self._read(recording, start, length)
-        )
-
-    def fill_cache(self) -> int:
-        """Degrade every (recording, degradation) into the cache now; returns how many.
-
-        Optional: the cache also fills itself as crops are drawn. Filling it up front
-        makes a long run's first epoch as fast as the later ones.
-        """
-        if self._cache is None:
-            raise ValueError("fill_cache needs a cache_dir")
-        for recording in self.recordings:
-            for degradation in self._degradations:
-                self._cache.degraded(self.root / recording.path, recording, degradation)
-        return len(self.recordings) * len(self._degradations)
+        parts = self._read(recording, start, length, degradation)
+        return self._finish(recording, start, degradation, gain_db, *parts)
 
     def read_reference(self, recording: Recording, start: int, length: int) -> np.ndarray:
         """Just the reference crop (to test for silence before paying for a degradation)."""
@@ -337,11 +321,11 @@ class PairMaker:
             degradation = self._degradations[int(rng.integers(len(self._degradations)))]
             gain_db = float(rng.uniform(*s.gain_db))
             try:
-                reference, window = self._read(recording, start, s.crop_samples)
-                if level_db(reference) < s.silence_db:
-                    silent = (recording, start, degradation, gain_db, reference, window)
+                parts = self._read(recording, start, s.crop_samples, degradation)
+                if level_db(parts[0]) < s.silence_db:
+                    silent = (recording, start, degradation, gain_db, *parts)
                     continue
-                return self._finish(recording, start, degradation, gain_db, reference, window)
+                return self._finish(recording, start, degradation, gain_db, *parts)
             except (audio_lib.AudioError, audio_lib.AlignmentError, OSError) as e:
                 errors.append(str(e))
                 if recording.path not in self._warned:  # once per file and process
@@ -353,6 +337,68 @@ class PairMaker:
         raise DataError(
             f"{self.root}: {MAX_ATTEMPTS} attempts to make a pair failed: {errors[-3:]}"
         )
+
+
+@dataclass
+class PairCacheSummary:
+    """What :func:`build_pair_cache` did, per degradation."""
+
+    dir: Path
+    files: int
+    minutes: float
+    encoded: dict[str, int]  # degradation -> files encoded by this run
+    seconds: dict[str, float]  # degradation -> seconds this run spent on it
+    bytes: dict[str, int]  # degradation -> size of its cache folder
+    failed: list[str]
+
+    def report(self) -> str:
+        lines = [f"pair cache: {self.dir}  ({self.files} files, {self.minutes:.1f} min of audio)"]
+        for name, n in self.encoded.items():
+            lines.append(f"  {name:10s} encoded {n:5d} files in {self.seconds[name]:7.0f} s, "
+                         f"{self.bytes[name] / 1e9:6.2f} GB on disk")  # fmt: skip
+        lines += [f"  failed     {x}" for x in self.failed]
+        return "\n".join(lines)
+
+
+def build_pair_cache(
+    corpus: str | Path,
+    cache_dir: str | Path,
+    degradations: Sequence[str] = DEFAULT_DEGRADATIONS,
+    settings: PairSettings | None = None,
+    progress: bool = True,
+) -> PairCacheSummary:
+    """Encode every file of ``corpus`` once per degradation into ``cache_dir``.
+
+    Degradation by degradation, in the order given (a stopped build leaves the first ones
+    complete); files already cached are skipped, so it resumes. ``settings`` gives the
+    model rate and codec margin (default: :class:`PairSettings`' defaults, the base
+    config's). A file that cannot be encoded is reported by name and skipped.
+    """
+    settings = settings or PairSettings(degradations=tuple(degradations))
+    degs = [degrade_lib.parse_degradation(d) for d in degradations]
+    recordings = scan_folder(corpus)
+    cache = PairCache(cache_dir, settings.sample_rate, settings.encode_margin)
+    total_s = sum(r.duration_s for r in recordings)
+    encoded, seconds, sizes, failed = {}, {}, {}, []
+    for degradation in degs:
+        start, n = time.perf_counter(), 0
+        with tqdm(total=round(total_s), unit="s audio", desc=degradation.name,
+                  disable=not progress) as bar:  # fmt: skip
+            for r in recordings:
+                try:
+                    n += cache.build(Path(corpus), r, degradation)
+                except (audio_lib.AudioError, audio_lib.AlignmentError, OSError) as e:
+                    failed.append(f"{r.path} ({degradation.name}): {e}")
+                    log.warning("pair cache: skipped %s under %s: %s", r.path, degradation.name, e)
+                bar.update(round(r.duration_s))
+        encoded[degradation.name], seconds[degradation.name] = n, time.perf_counter() - start
+        folder = cache.path(recordings[0], degradation.name).parent
+        sizes[degradation.name] = sum(f.stat().st_size for f in folder.glob("*.npy"))
+        print(f"pair cache: {degradation.name} complete ({n} files encoded now, "
+              f"{seconds[degradation.name]:.0f} s, {sizes[degradation.name] / 1e9:.2f} GB)",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return PairCacheSummary(cache.dir, len(recordings), total_s / 60, encoded, seconds, sizes,
+                            failed)  # fmt: skip
 
 
 def _slice(whole: np.ndarray, start: int, length: int) -> np.ndarray:

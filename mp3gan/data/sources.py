@@ -17,7 +17,8 @@ reproduce codec artefacts) and non-audio files. A folder with nothing usable rai
 :class:`DataError` naming the folder.
 
 If the folder holds a ``manifest.jsonl`` whose lines carry ``path`` and ``licence`` (the
-format ``mp3gan.data.prepare`` writes), the licence is carried into each recording.
+format ``mp3gan.data.corpus`` writes), the licence, and the ``kind`` and ``source`` where
+given, are carried into each recording (the loader's ``data.mix`` draws by them).
 
 Splits are by recording, from a stable hash of the relative path: one file never feeds
 two splits, and adding files never moves the others (see :func:`split_recordings`).
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 LOSSLESS_EXTENSIONS = (".flac", ".wav", ".wave", ".aif", ".aiff", ".aifc")
 LOSSY_EXTENSIONS = (".mp3", ".mp2", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma")
-# The licence manifest a corpus may carry in its root (written by mp3gan.data.prepare),
+# The licence manifest a corpus may carry in its root (written by mp3gan.data.corpus),
 # and prepare's list of what it left out: corpus metadata, not stray files to warn about.
 LICENCE_MANIFEST = "manifest.jsonl"
 EXCLUDED_LIST = "excluded.jsonl"
@@ -73,6 +74,8 @@ class Recording:
     licence: str | None = None
     size: int = 0
     mtime_ns: int = 0
+    kind: str | None = None  # from the corpus manifest: music, drums, one-shot
+    source: str | None = None  # from the corpus manifest: the source that made it
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -105,23 +108,26 @@ def _names(paths: Sequence[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _read_licences(root: Path) -> dict[str, str]:
-    """``path -> licence`` from the corpus's own manifest.jsonl, if it has one."""
+def _read_manifest(root: Path) -> dict[str, dict[str, str | None]]:
+    """``path -> {licence, kind, source}`` from the corpus's own manifest.jsonl, if any."""
     manifest = root / LICENCE_MANIFEST
     if not manifest.is_file():
         return {}
-    licences = {}
+    known = {}
     for n, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
             licence = entry.get("licence", entry.get("license"))
-            if licence is not None:
-                licences[Path(entry["path"]).as_posix()] = str(licence)
+            known[Path(entry["path"]).as_posix()] = {
+                "licence": None if licence is None else str(licence),
+                "kind": entry.get("kind") or None,
+                "source": entry.get("source") or None,
+            }
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.warning("%s line %d: not a JSON object with a 'path'; ignored", manifest, n)
-    return licences
+    return known
 
 
 def probe(path: Path, relpath: str, licence: str | None = None) -> Recording:
@@ -202,7 +208,7 @@ def scan_folder(
         raise DataError(f"{root}: no such folder (data.path must be a folder of FLAC/WAV/AIFF)")
     index_file = Path(index_file) if index_file is not None else index_path(root)
     cached = _load_index(index_file)
-    licences = _read_licences(root)
+    manifest = _read_manifest(root)
 
     recordings, lossy, other, bad = [], [], [], []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -220,14 +226,14 @@ def scan_folder(
             if suffix not in LOSSLESS_EXTENSIONS:
                 other.append(relpath)
                 continue
-            licence = licences.get(relpath)
+            meta = manifest.get(relpath, {"licence": None, "kind": None, "source": None})
             try:
                 stat = path.stat()
                 hit = cached.get(relpath)
                 if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-                    recordings.append(dataclasses.replace(hit, licence=licence))
+                    recordings.append(dataclasses.replace(hit, **meta))
                 else:
-                    recordings.append(probe(path, relpath, licence))
+                    recordings.append(dataclasses.replace(probe(path, relpath), **meta))
             except (DataError, OSError) as e:
                 bad.append(relpath)
                 log.warning("skipping %s: %s", relpath, str(e).removeprefix(f"{path}: "))
