@@ -1,6 +1,9 @@
 """Export a trained generator as a jax.export artifact: flags only, then library calls.
 
+    python launch/export.py                                  # the shipped model
     python launch/export.py --checkpoint workdir/base --out mp3gan.jaxexport
+
+Without --out the artifact goes to exports/<model name>.jaxexport, a folder git ignores.
 
 The artifact is ``float32 [channels, samples] -> [channels, samples]`` at the model rate,
 with the parameters baked in; it runs with only jax and numpy installed (see
@@ -12,6 +15,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+EXPORTS = Path(__file__).resolve().parent.parent / "exports"
+
+
+def default_out(checkpoint: str | None) -> Path:
+    """``exports/<name>.jaxexport``: the shipped model's name, or the checkpoint folder's."""
+    name = "mp3gan-base" if checkpoint is None else Path(checkpoint).resolve().name or "model"
+    return EXPORTS / f"{name}.jaxexport"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         help="training workdir or shipped model folder (default: the shipped "
         "checkpoints/mp3gan-base); 'none' = untrained identity model",
     )
-    p.add_argument("--out", required=True, metavar="FILE", help="artifact to write")
+    p.add_argument(
+        "--out", metavar="FILE", help="artifact to write (default: exports/<model>.jaxexport)"
+    )
     args = p.parse_args(argv)
 
     from mp3gan.export import export_to_file
@@ -38,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"{p.prog}: error: {e}", file=sys.stderr)
         return 2
-    path = export_to_file(restorer.generator, restorer.sample_rate, args.out)
+    out = args.out or default_out(args.checkpoint)
+    path = export_to_file(restorer.generator, restorer.sample_rate, out)
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): float32 [channels, samples] "
         f"at {restorer.sample_rate} Hz; SHA-256 in {path.name}.sha256, metadata in "

@@ -142,3 +142,20 @@ def test_load_verifies_before_deserialising(gen, artifact, tmp_path, monkeypatch
     export.checksum_path(path).unlink()
     with pytest.raises(export.ExportError, match="no readable checksum in model.jaxexport.sha256"):
         export.load(path)
+
+
+def test_export_writes_into_an_ignored_folder_by_default(tmp_path, monkeypatch):
+    import subprocess
+
+    from conftest import ROOT, load_cli
+
+    cli = load_cli("export")
+    assert cli.default_out(None) == ROOT / "exports" / "mp3gan-base.jaxexport"
+    assert cli.default_out(str(tmp_path / "run7")).name == "run7.jaxexport"
+    ignored = subprocess.run(
+        ["git", "-C", str(ROOT), "check-ignore", "-q", "exports/x.jaxexport"], check=False
+    )
+    assert ignored.returncode == 0  # git ignores the default place
+    monkeypatch.setattr(cli, "EXPORTS", tmp_path / "exports")
+    assert cli.main(["--checkpoint", "none"]) == 0
+    assert (tmp_path / "exports" / "none.jaxexport").is_file()
