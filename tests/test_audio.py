@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 
 from mp3gan import audio
 from mp3gan.degrade import LowPass

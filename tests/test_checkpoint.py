@@ -9,8 +9,8 @@ import jax
 import ml_collections
 import numpy as np
 import pytest
-from conftest import random_generator
 from flax import nnx
+from helpers import random_generator
 
 from mp3gan import checkpoint
 from mp3gan.checkpoint import CheckpointError

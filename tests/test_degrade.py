@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 
 from mp3gan import audio, degrade
 

@@ -18,7 +18,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, run_train_cli, train_command
+from helpers import ROOT, run_train_cli, train_command
 
 from configs import tiny
 from mp3gan import distributed, train

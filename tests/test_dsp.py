@@ -91,7 +91,7 @@ def test_coherence_of_silence_is_zero_with_finite_gradient():
 def test_coherence_gradient_is_finite_when_a_band_is_empty():
     # An MP3 leaves near-zero (not exactly zero) power above its cutoff: the case that
     # made the training loss NaN before the power floor.
-    from conftest import clicks_and_noise
+    from helpers import clicks_and_noise
 
     from mp3gan import audio
 

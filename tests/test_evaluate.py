@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 from scipy import stats
 
 from mp3gan import audio, baselines, evaluate, metrics

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from conftest import clicks_and_noise, load_cli
+from helpers import clicks_and_noise, load_cli
 
 from mp3gan import audio, baselines, evaluate, evaluate_run
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import signal
+from helpers import signal
 
 from mp3gan import export
 from mp3gan.export import export_generator, export_to_file
@@ -147,7 +147,7 @@ def test_load_verifies_before_deserialising(gen, artifact, tmp_path, monkeypatch
 def test_export_writes_into_an_ignored_folder_by_default(tmp_path, monkeypatch):
     import subprocess
 
-    from conftest import ROOT, load_cli
+    from helpers import ROOT, load_cli
 
     cli = load_cli("export")
     assert cli.default_out(None) == ROOT / "exports" / "mp3gan-base.jaxexport"

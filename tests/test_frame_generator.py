@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import SMALL_FRAME, random_generator
 from flax import nnx
+from helpers import SMALL_FRAME, random_generator
 
 from mp3gan import dsp, models
 from mp3gan.models import BASE_GENERATOR, TINY_GENERATOR, FrameGenerator, build_generator

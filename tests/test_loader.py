@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 
 from configs import base
 from mp3gan import audio, degrade

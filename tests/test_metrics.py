@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import burst_after_silence, clicks_and_noise
+from helpers import burst_after_silence, clicks_and_noise
 
 from mp3gan import metrics
 from mp3gan.audio import mp3_roundtrip

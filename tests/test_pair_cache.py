@@ -13,7 +13,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 
 from mp3gan import audio, degrade
 from mp3gan.data import sources

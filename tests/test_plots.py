@@ -1,7 +1,7 @@
 """Pictures: the restoration figure and the analyze command's PNG."""
 
 import numpy as np
-from conftest import burst_after_silence, clicks_and_noise, load_cli
+from helpers import burst_after_silence, clicks_and_noise, load_cli
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 

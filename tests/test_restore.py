@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
-from conftest import signal
 from flax import nnx
+from helpers import signal
 
 from mp3gan import audio, restore
 from mp3gan.restore import PeakLimiter, Restorer, StreamResampler

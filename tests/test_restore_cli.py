@@ -12,8 +12,8 @@ import ml_collections
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import random_generator, signal
 from flax import nnx
+from helpers import random_generator, signal
 
 from mp3gan import audio, files, restore
 from mp3gan.restore import Restorer

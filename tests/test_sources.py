@@ -5,7 +5,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 
 from mp3gan import audio
 from mp3gan.data import sources

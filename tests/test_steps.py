@@ -2,7 +2,7 @@
 
 import jax
 import numpy as np
-from conftest import clicks_and_noise
+from helpers import clicks_and_noise
 
 from configs import tiny
 from mp3gan import audio, train

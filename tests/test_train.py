@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import clicks_and_noise, run_train_cli
+from helpers import clicks_and_noise, run_train_cli
 
 from configs import tiny
 from mp3gan import audio, checkpoint, train
@@ -171,7 +171,7 @@ def test_cli_stops_cleanly_with_the_message(tmp_path, error):
     import subprocess
     import sys
 
-    from conftest import ROOT, train_command
+    from helpers import ROOT, train_command
 
     script = f"""
 import runpy, sys

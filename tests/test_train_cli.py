@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import run_train_cli, train_command
+from helpers import run_train_cli, train_command
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -193,9 +193,6 @@ def _fingerprint(recordings: Sequence[Recording]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-_NO_SHARED_MEMORY = 2**62  # bytes: arrays smaller than this are not put in shared memory
-
-
 def _ignore_interrupts(worker_index: int, worker_count: int) -> None:
     """Workers ignore Ctrl-C: a terminal sends SIGINT to the whole process group, and a
     worker dying mid-batch leaks its shared memory. The trainer stops them (close())."""
@@ -231,12 +228,6 @@ class TrainLoader:
         read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=self._prefetch)
         iter_dataset = dataset.to_iter_dataset(read)
         if self._workers > 0:
-            # Batches travel by pipe, not shared memory: a few MB a step is cheap to
-            # pickle, and shared-memory batches still queued when the trainer stops (a
-            # signal during start-up) would leak past the end of the process.
-            iter_dataset = grain.experimental.WithOptionsIterDataset(
-                iter_dataset, grain.experimental.DatasetOptions(min_shm_size=_NO_SHARED_MEMORY)
-            )
             # grain reads one of its absl flags when it starts workers and fails if the
             # program never parsed flags (google/grain#1355): parse-as-default then. A
             # trainer that parses its own flags later (absl.app) still can.
@@ -256,9 +247,12 @@ class TrainLoader:
     def __next__(self) -> dict[str, np.ndarray]:
         if self._iterator is None:
             self._start()
-        batch = next(self._iterator)
+        shared = next(self._iterator)
         self._next_batch += 1
-        return batch
+        # Workers hand batches over in shared memory; copy them out at once, so that a
+        # stop at any moment leaves no segment alive outside grain's own queues (which
+        # its close() unlinks). A few MB a step, next to a step of seconds.
+        return {key: np.array(value, copy=True) for key, value in shared.items()}
 
     @property
     def recordings(self) -> list[Recording]:
