@@ -24,6 +24,10 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO / "data" / "corpus"
 
 
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def default_data(checkpoint: str | None):
     """``(folder, data config)`` whose test split to evaluate when --data is not given."""
     sys.path.insert(0, str(REPO))
@@ -61,6 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--bitrates", default="32,64,128", help="MP3 CBR kbps, comma-separated")
     p.add_argument("--lowpass", type=float, help="also evaluate a low-pass at this many Hz")
+    p.add_argument(
+        "--degradations",
+        help="degradation specs, comma-separated (e.g. mp3:64,vbr:0.4); replaces "
+        "--bitrates and --lowpass",
+    )
+    p.add_argument(
+        "--visqol",
+        action="store_true",
+        help="also score ViSQOL (needs the visqol extra; its Python port takes minutes a "
+        "clip on a small CPU)",
+    )
     p.add_argument("--max-files", type=int, help="evaluate at most this many files")
     p.add_argument(
         "--clip-seconds",
@@ -77,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         split = "test"
         print(f"evaluating the held-out test split of {data}")
 
+    from mp3gan import metrics
     from mp3gan.evaluate_run import run_evaluation
 
     command = shlex.join(
@@ -94,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         clip_seconds=args.clip_seconds,
         sample_rate=args.sample_rate,
         command=command,
+        degradations=None if args.degradations is None else _split(args.degradations),
+        skip_metrics=() if args.visqol else metrics.SLOW_METRICS,
     )
     out = Path(args.out)
     print((out / "results.md").read_text())

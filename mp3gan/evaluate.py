@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 from scipy import stats
@@ -45,7 +45,11 @@ def _clean(value: float | None) -> float | None:
 
 
 def score_pair(
-    reference: np.ndarray, estimate: np.ndarray, sample_rate: int, cutoff_hz: float | None
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    cutoff_hz: float | None,
+    skip: Collection[str] = metrics.SLOW_METRICS,
 ) -> tuple[dict[str, float | None], int, int]:
     """Align ``estimate`` (:func:`align_output`) and score it: ``(scores, lag, polarity)``.
 
@@ -53,7 +57,7 @@ def score_pair(
     :func:`metrics.score_all` both start there.
     """
     aligned, lag, polarity = metrics.align_output(reference, estimate, sample_rate, cutoff_hz)
-    scores = metrics.score_all(reference, aligned, sample_rate, cutoff_hz=cutoff_hz)
+    scores = metrics.score_all(reference, aligned, sample_rate, cutoff_hz=cutoff_hz, skip=skip)
     return {key: _clean(value) for key, value in scores.items()}, int(lag), int(polarity)
 
 
@@ -67,7 +71,10 @@ def _improvement(inputs: dict, outputs: dict) -> dict[str, float | None]:
 
 
 def evaluate_clips(
-    methods: dict[str, Method], clips: list[dict], progress: bool = False
+    methods: dict[str, Method],
+    clips: list[dict],
+    progress: bool = False,
+    skip_metrics: Collection[str] = metrics.SLOW_METRICS,
 ) -> list[dict]:
     """Score every method on every clip against the clip's degraded input.
 
@@ -85,7 +92,7 @@ def evaluate_clips(
         sample_rate = int(clip["sample_rate"])
         cutoff = _clean(metrics.cutoff_frequency(degraded, sample_rate))
         input_scores, input_lag, input_polarity = score_pair(
-            reference, degraded, sample_rate, cutoff
+            reference, degraded, sample_rate, cutoff, skip_metrics
         )
         for method, predict in methods.items():
             start = time.perf_counter()
@@ -97,7 +104,9 @@ def evaluate_clips(
                     f"!= input shape {degraded.shape}"
                 )
             audio_lib.check_finite(output, f"method {method!r} on {clip['name']}")
-            output_scores, lag, polarity = score_pair(reference, output, sample_rate, cutoff)
+            output_scores, lag, polarity = score_pair(
+                reference, output, sample_rate, cutoff, skip_metrics
+            )
             records.append(
                 {
                     "clip": clip["name"],
@@ -272,7 +281,7 @@ def evaluate_for_training(
     always reported beside the output); ``output_means`` the model's mean output metric
     over all clips, which picks the best checkpoint. Undefined metrics are left out.
     """
-    records = evaluate_clips({"model": predict}, clips)
+    records = evaluate_clips({"model": predict}, clips)  # no slow metric during training
     scalars: dict[str, float] = {}
     for row in summarize(records):
         for metric, parts in row["metrics"].items():

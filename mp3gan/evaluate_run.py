@@ -147,6 +147,7 @@ def evaluate_folder(
     sample_rate: int | None = None,
     failures: list[dict] | None = None,
     progress: bool = True,
+    skip_metrics: Sequence[str] = metrics.SLOW_METRICS,
 ) -> tuple[list[dict], list[dict]]:
     """Degrade each reference file, run every method, score: ``(summary, records)``.
 
@@ -186,7 +187,7 @@ def evaluate_folder(
                 }
                 for chain in chains
             ]
-            records.extend(evaluate_clips(methods, clips))
+            records.extend(evaluate_clips(methods, clips, skip_metrics=skip_metrics))
         except Exception as e:  # one bad file (or one method failing on it) must not end a run
             failures.append({"file": name, "error": f"{type(e).__name__}: {e}"})
             log.warning("skipping %s: %s: %s", name, type(e).__name__, e)
@@ -230,6 +231,8 @@ def run_evaluation(
     sample_rate: int | None = None,
     command: str | None = None,
     progress: bool = True,
+    degradations: Sequence[str] | None = None,
+    skip_metrics: Sequence[str] = metrics.SLOW_METRICS,
 ) -> dict:
     """Evaluate the baselines (and the model of ``checkpoint``) and write the results.
 
@@ -244,9 +247,11 @@ def run_evaluation(
     methods: dict[str, Method] = dict(baselines.BASELINES)
     if checkpoint is not None:
         methods["model"] = model_method(checkpoint)
-    degradations = [f"mp3:{int(b)}" for b in bitrates]
-    if lowpass_hz:
-        degradations.append(f"lowpass:{lowpass_hz:g}")
+    if degradations is None:
+        degradations = [f"mp3:{int(b)}" for b in bitrates]
+        if lowpass_hz:
+            degradations.append(f"lowpass:{lowpass_hz:g}")
+    degradations = list(degradations)
     files = None
     if split is not None:
         files = held_out_files(reference_dir, split, data_config)
@@ -262,6 +267,7 @@ def run_evaluation(
         sample_rate=sample_rate,
         failures=failures,
         progress=progress,
+        skip_metrics=skip_metrics,
     )
     results = {
         "command": command,
@@ -274,6 +280,7 @@ def run_evaluation(
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "degradations": degradations,
         "methods": list(methods),
+        "skipped_metrics": list(skip_metrics),
         "clip_seconds": clip_seconds,
         "files_evaluated": len({r["clip"] for r in records}),
         "failures": failures,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Collection
 
 import jax
 import jax.numpy as jnp
@@ -400,13 +401,19 @@ def _guarded(name: str, fn, *args, **kwargs) -> float | None:
         return math.nan
 
 
+# Left out unless asked for: ViSQOL's Python port takes minutes a clip on a small CPU.
+SLOW_METRICS = ("visqol",)
+
+
 def score_all(
     reference: np.ndarray,
     estimate: np.ndarray,
     sample_rate: int,
     cutoff_hz: float | None = None,
+    skip: Collection[str] = SLOW_METRICS,
 ) -> dict[str, float]:
-    """Every metric of this module in one call, keyed as :data:`METRIC_INFO`.
+    """Every metric of this module in one call, keyed as :data:`METRIC_INFO`, except those
+    named in ``skip`` (by default :data:`SLOW_METRICS`; pass ``()`` for all).
 
     The high band of ``lsd_high`` and ``coherence_high`` starts at ``cutoff_hz``: pass
     the MP3 input's :func:`cutoff_frequency` and use the same value when scoring the
@@ -431,6 +438,8 @@ def score_all(
     }
     scores = {}
     for name, call in metrics.items():
+        if name in skip:
+            continue
         value = math.nan if call is None else _guarded(name, *call)
         if value is not None:  # None: ViSQOL is not installed
             scores[name] = value

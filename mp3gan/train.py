@@ -242,6 +242,10 @@ def train_and_evaluate(
     # ---------------------------------------------------------------------------------
     say("building the model …")
     state, statics = create_state(config)
+    # Orbax's managers meet over gloo, which gives up after 30 s: building the model can
+    # take one process far longer than another (a loaded machine), so meet first on the
+    # coordination service, which waits as long as it takes.
+    distributed.barrier("checkpoint managers")
     checkpoints = checkpoint.TrainCheckpoints(workdir, keep=config.train.keep_checkpoints)
     distributed.assert_same(
         str(checkpoints.latest_step()),

@@ -172,9 +172,15 @@ def test_a_metric_that_cannot_be_computed_is_undefined(monkeypatch, music, caplo
         raise ValueError("no onset to measure")
 
     monkeypatch.setattr(metrics, "pre_echo_db", broken)
-    scores = metrics.score_all(music, music, SR)
+    scores = metrics.score_all(music, music, SR, skip=())  # ViSQOL too (it is slow)
     assert math.isnan(scores["visqol"]) and math.isnan(scores["pre_echo_db"])
     assert scores["lsd"] == pytest.approx(0.0, abs=1e-6)  # the others are still measured
+
+
+def test_slow_metrics_are_left_out_unless_asked_for(monkeypatch, music):
+    monkeypatch.setattr(metrics, "_visqol_api", lambda: FailingVisqol())
+    assert "visqol" not in metrics.score_all(music, music, SR)
+    assert "visqol" in metrics.score_all(music, music, SR, skip=())
 
 
 def test_visqol_on_a_short_clip_is_undefined_when_installed():
