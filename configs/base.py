@@ -76,6 +76,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.train.steps = 200_000  # total generator updates
     c.train.batch_size = 16  # global batch (all devices of all processes)
     c.train.recon_warmup_steps = 5000  # reconstruction-only steps before the GAN starts
+    # A model folder (e.g. checkpoints/mp3gan-base) whose generator a *new* run starts
+    # from; discriminators and optimisers start fresh. "" = random initialisation.
+    c.train.init_from = ""
     # Samples of each crop the discriminators judge (a window that moves every step);
     # half the crop halves their cost, most of a CPU GAN step. 0 = the whole crop.
     c.train.disc_crop = 16384

@@ -39,8 +39,11 @@ def default_data(checkpoint: str | None):
 
         # Hold out exactly the files training held out: same split rule and fractions.
         data_config = load_config(checkpoint).data
-        if data_config.get("path", ""):
-            return Path(data_config.path), data_config
+        trained_on = Path(data_config.get("path", "") or "-")
+        if not trained_on.is_absolute():
+            trained_on = REPO / trained_on  # a shipped model names data/corpus
+        if data_config.get("path", "") and trained_on.is_dir():
+            return trained_on, data_config
     if DEFAULT_CORPUS.is_dir():
         return DEFAULT_CORPUS, data_config
     from mp3gan.data.embedded import ensure_embedded_corpus

@@ -300,7 +300,7 @@ def load_generator(
     path = Path(DEFAULT_CHECKPOINT if path is None else path).resolve()
     if not path.exists():
         hint = (
-            "no shipped model exists yet; train one with "
+            "no MP3 model is shipped yet; train one with "
             "`python launch/train.py --config configs/base.py --workdir workdir/base` "
             "and pass --checkpoint workdir/base"
             if path == DEFAULT_CHECKPOINT

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jax
 import ml_collections
+from flax import nnx
 from tqdm import tqdm
 
 from mp3gan import checkpoint, distributed
@@ -263,6 +264,20 @@ def train_and_evaluate(
         checkpoints.close()
 
 
+def _generator_params(path: str, state: TrainState):
+    """The generator parameters of the model at ``path``, checked to fit this config's."""
+    generator, _ = checkpoint.load_generator(path)
+    params = nnx.state(generator, nnx.Param)
+    want = jax.tree.map(lambda x: (x.shape, x.dtype), state.g_params)
+    have = jax.tree.map(lambda x: (x.shape, x.dtype), params)
+    if jax.tree.structure(want) != jax.tree.structure(have) or want != have:
+        raise ConfigError(
+            f"train.init_from: {path} holds a generator of another shape than "
+            "model.generator describes; use the model's own config (its config.json)"
+        )
+    return jax.tree.map(lambda x: x, params)
+
+
 class Schedule:
     """When each periodic action (log, eval, save) is due: by step count or wall time.
 
@@ -316,6 +331,11 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
     if resumed is not None:
         state = state_from_checkpoint(*resumed[1:])
         say(f"resumed from {checkpoints.latest.directory} at step {int(state.step)}")
+    elif config.train.get("init_from", ""):
+        # A new run that starts from a model's generator (e.g. the shipped one); the
+        # discriminators and optimisers start fresh.
+        state = state.replace(g_params=_generator_params(config.train.init_from, state))
+        say(f"generator initialised from {config.train.init_from}")
     start = int(state.step)
 
     def main_setup():  # process 0 alone evaluates and logs

@@ -104,6 +104,9 @@ def test_evaluate_default_data_follows_the_checkpoint_then_the_embedded_corpus(
     (model / "generator").mkdir(parents=True)
     trained_on = {"path": str(tmp_path / "music"), "test_fraction": 0.5}
     (model / "config.json").write_text(json.dumps({"data": trained_on, "model": {}}))
+    folder, data_config = cli.default_data(str(model))  # its data is not on this machine
+    assert "embedded" in str(folder).lower() and data_config.test_fraction == 0.5
+    (tmp_path / "music").mkdir()
     folder, data_config = cli.default_data(str(model))
     assert folder == tmp_path / "music" and data_config.test_fraction == 0.5
 

@@ -190,3 +190,26 @@ runpy.run_path(sys.argv[0], run_name="__main__")
     assert [line for line in proc.stderr.splitlines() if line.strip()] == [
         f"train.py: error: {message}"
     ]
+
+
+def test_a_new_run_can_start_from_a_models_generator(tmp_path):
+    # How the shipped model is trained further: a new work directory, train.init_from.
+    config = tiny.get_config()
+    config.train.steps = 2
+    trained = train.train_and_evaluate(config, tmp_path / "first")
+    generator, saved_config = checkpoint.load_generator(tmp_path / "first")
+    checkpoint.save_generator(tmp_path / "model", generator, saved_config)
+    again = tiny.get_config()
+    again.train.init_from = str(tmp_path / "model")
+    again.train.steps = 0  # nothing trained: the state is the initialisation itself
+    started = train.train_and_evaluate(again, tmp_path / "second")
+    leaves = zip(jax.tree.leaves(started.g_params), jax.tree.leaves(trained.g_params), strict=True)
+    for a, b in leaves:
+        np.testing.assert_array_equal(a, b)
+    again.train.steps = 2
+    assert int(train.train_and_evaluate(again, tmp_path / "second").step) == 2
+    other = tiny.get_config()
+    other.model.generator["dim"] = 8
+    other.train.init_from = str(tmp_path / "model")
+    with pytest.raises(train.ConfigError, match="another shape"):
+        train.train_and_evaluate(other, tmp_path / "third")
