@@ -331,7 +331,9 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
     if resumed is not None:
         state = state_from_checkpoint(*resumed[1:])
         say(f"resumed from {checkpoints.latest.directory} at step {int(state.step)}")
-    elif config.train.get("init_from", ""):
+    # A process that found a step damaged (and fell back) must not run on alone.
+    distributed.assert_same(str(int(state.step)), "resumed step")
+    if resumed is None and config.train.get("init_from", ""):
         # A new run that starts from a model's generator (e.g. the shipped one); the
         # discriminators and optimisers start fresh.
         state = state.replace(g_params=_generator_params(config.train.init_from, state))
@@ -416,6 +418,7 @@ def _loop(
                 tic, tic_step = time.perf_counter(), done
                 schedule.ran("log")
             if due["save"] or is_eval or preempted:
+                _check_finite(done, pending, last_saved)  # never save a diverged state
                 host = unreplicate(p_state)
                 output_means = None
                 if is_eval:

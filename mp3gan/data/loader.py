@@ -194,10 +194,14 @@ def _fingerprint(recordings: Sequence[Recording]) -> str:
 
 
 def _ignore_interrupts(worker_index: int, worker_count: int) -> None:
-    """Workers ignore Ctrl-C: a terminal sends SIGINT to the whole process group, and a
-    worker dying mid-batch leaks its shared memory. The trainer stops them (close())."""
+    """Workers ignore Ctrl-C and SIGTERM: a terminal or a scheduler signals the whole
+    process group, and a worker dying mid-batch leaks its shared memory and starves the
+    trainer's last step. The trainer stops them (close())."""
     del worker_index, worker_count
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A scheduler's SIGTERM to the whole group (scancel) is the trainer's to handle: it
+    # needs one more batch to reach the agreed stop step, then stops the workers itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class TrainLoader:
