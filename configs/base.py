@@ -58,6 +58,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Error in the 25 ms before each onset, as log10 of its ratio to the MP3's error there
     # (0 = as the input, -1 = 10 dB less): pre-echo is where whole-clip losses hardly look.
     c.loss.pre_echo = 5.0
+    # Do no harm: waveform error as log10 of its ratio to the MP3's error (0 = as the input,
+    # -0.1 = 1 dB better SDR). The spectral terms are level-relative and would trade the
+    # loud band's accuracy (SI-SDR) for the quiet one's; this term is steepest on good MP3s.
+    c.loss.waveform = 20.0
     c.loss.coherence = 1.0  # (1 - coherence) weight; 0 disables the term
     c.loss.coherence_min_hz = 4000.0  # coherence loss counts bins from here up
     c.loss.adversarial = 1.0  # LSGAN generator loss weight

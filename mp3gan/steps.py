@@ -73,7 +73,8 @@ def make_optimizer(optim: ml_collections.ConfigDict, lr: float, total_steps: int
 def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degraded=None) -> dict:
     """The non-adversarial loss terms, each a per-example mean over the batch.
 
-    ``degraded`` (the generator's input) is needed by the pre-echo term only."""
+    ``degraded`` (the generator's input) is needed by the terms measured against the
+    input's own error (pre-echo, waveform)."""
     terms = {
         "mel": losses.mel_loss(reference, estimate, sample_rate),
         "mr_stft": losses.multi_resolution_stft_loss(
@@ -82,6 +83,8 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
     }
     if loss_cfg.get("pre_echo", 0) > 0 and degraded is not None:
         terms["pre_echo"] = losses.pre_echo_loss(reference, degraded, estimate, sample_rate)
+    if loss_cfg.get("waveform", 0) > 0 and degraded is not None:
+        terms["waveform"] = losses.waveform_error_ratio_loss(reference, degraded, estimate)
     if loss_cfg.get("complex", 0) > 0:
         terms["complex"] = losses.compressed_complex_loss(reference, estimate)
     if loss_cfg.coherence > 0:

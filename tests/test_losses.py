@@ -196,3 +196,20 @@ def test_pre_echo_loss_measures_error_before_onsets_relative_to_the_input():
     grad = jax.grad(lambda e: losses.pre_echo_loss(silent, silent, e, sr))(silent + smear)
     assert float(losses.pre_echo_loss(silent, silent, smear, sr)) == 0.0
     assert bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_waveform_error_ratio_loss_is_the_error_relative_to_the_input():
+    rng = np.random.default_rng(0)
+    reference = jnp.asarray(rng.standard_normal((2, 4096)), jnp.float32)
+    noise = jnp.asarray(rng.standard_normal((2, 4096)), jnp.float32) * 0.1
+    degraded = reference + noise
+    assert abs(float(losses.waveform_error_ratio_loss(reference, degraded, degraded))) < 1e-6
+    # Twice the input's error is log10(4) worse; half of it log10(4) better.
+    worse = float(losses.waveform_error_ratio_loss(reference, degraded, reference + 2 * noise))
+    better = float(losses.waveform_error_ratio_loss(reference, degraded, reference + noise / 2))
+    np.testing.assert_allclose([worse, better], [np.log10(4), -np.log10(4)], rtol=1e-3)
+    # A perfect estimate and silence stay finite (the floor) and have finite gradients.
+    assert np.isfinite(float(losses.waveform_error_ratio_loss(reference, degraded, reference)))
+    silent = jnp.zeros((1, 4096))
+    grad = jax.grad(lambda e: losses.waveform_error_ratio_loss(silent, silent, e))(silent)
+    assert np.isfinite(np.asarray(grad)).all()
