@@ -9,34 +9,17 @@ With ``data.path`` empty it trains on the embedded default corpus (no download).
 import ml_collections
 
 from mp3gan import models
+from mp3gan.data import loader as data_loader
 
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # parameter init and data stream
 
-    c.data = ml_collections.ConfigDict()
-    c.data.path = ""  # folder of lossless files (recursive); "" = the embedded default corpus
-    c.data.sample_rate = 44100  # model rate; sources are resampled to it
-    c.data.crop_samples = 32768  # training crop (~0.74 s)
-    # One degradation is drawn per crop (spec strings, see mp3gan/degrade.py): CBR and two
-    # VBR qualities (about LAME V4 and V7).
-    c.data.degradations = ("mp3:32", "mp3:48", "mp3:64", "mp3:96", "mp3:128", "mp3:192")
-    c.data.degradations += ("vbr:0.4", "vbr:0.7")
-    c.data.encode_margin = 4608  # samples degraded each side of a crop (4 MP3 frames), then cut
-    c.data.gain_db = (-12.0, 6.0)  # random gain range (dB), capped below full scale
-    c.data.silence_db = -50.0  # crops quieter than this RMS (dBFS) are redrawn
-    c.data.both_channels = True  # a stereo crop fills two rows (L, R); False: one channel
-    c.data.validation_fraction = 0.05  # recordings held out for validation (by path hash)
-    c.data.test_fraction = 0.05  # recordings held out for the final test
-    c.data.workers = 2  # loader worker processes (0 = a thread in the trainer)
-    c.data.prefetch = 2  # batches buffered per worker
-    # The prepared pair cache (launch/prepare_data.py --pair-cache DIR): every file encoded
-    # once per degradation, so the loader only reads and crops. "" = encode every crop.
-    c.data.cache_dir = ""
-    # Share of draws per manifest kind or source (NAME=SHARE, first match wins); a corpus
-    # without kinds (the embedded one, a plain folder) is drawn by duration. () = by duration.
-    c.data.mix = ("music=0.75", "drums=0.15", "one-shot=0.1")
+    # Data (corpus, crops, degradations, splits, loader): every field with its default and
+    # a one-line meaning lives in mp3gan/data/loader.py DATA_DEFAULTS, the one home the
+    # loader and the pair settings read too; override any as --config.data.FIELD=VALUE.
+    c.data = data_loader.default_data_config()
 
     c.model = ml_collections.ConfigDict()
     # Generator: ``kind`` ("frame": ConvNeXt on the compressed complex STFT at hop 128,

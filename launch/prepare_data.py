@@ -13,7 +13,7 @@ import sys
 from mp3gan.data.corpus import (
     DEFAULT_GROOVE_MINUTES,
     DEFAULT_SONG_MINUTES,
-    FULL_BAND_HZ,
+    MIN_SOURCE_CUTOFF_HZ,
     REGISTRY,
     SOURCES,
     CorpusError,
@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-cutoff-hz",
         type=float,
-        default=FULL_BAND_HZ,
-        help=f"cutoff that counts as full band (default: {FULL_BAND_HZ:g})",
+        default=MIN_SOURCE_CUTOFF_HZ,
+        help=f"cutoff that counts as full band (default: {MIN_SOURCE_CUTOFF_HZ:g})",
     )
     p.add_argument("--install", action="store_true", help="apt-get install missing packages first")
     p.add_argument(

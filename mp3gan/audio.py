@@ -20,7 +20,7 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from math import gcd
 from pathlib import Path
 
@@ -46,6 +46,12 @@ READ_BLOCK = 65536  # frames per block when a file is read (or streamed) block b
 # 320 GiB to resample, 185 channels ran 185 network rows per chunk. 4 kHz is half the
 # lowest rate in use (telephony, 8 kHz); 768 kHz is the highest converters offer; 64
 # channels is seventh-order ambisonics, the largest layout in use.
+# The model's sample rate: corpora are rendered at it, training crops and validation
+# clips are at it, and restore resamples every input to it (and back).
+MODEL_SAMPLE_RATE = 44100
+# What takes audio [C, T] at a sample rate and returns audio [C, T] at that rate: a
+# model's predict function, a baseline, any method evaluation scores. One name for it.
+PredictFn = Callable[[np.ndarray, int], np.ndarray]
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 768000
 MAX_CHANNELS = 64

@@ -19,8 +19,6 @@ band the encoder threw away. Input whose cutoff is (near) Nyquist passes through
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from mp3gan import audio as audio_lib
@@ -47,8 +45,6 @@ SMOOTH_FRAMES = 5
 # Per-frame level corrections around the overall one are limited to this.
 MAX_GAIN_DB = 12.0
 _EPS = 1e-12
-
-Baseline = Callable[[np.ndarray, int], np.ndarray]
 
 
 def identity(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -212,7 +208,7 @@ def exciter(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return out[0] if mono else out
 
 
-BASELINES: dict[str, Baseline] = {
+BASELINES: dict[str, audio_lib.PredictFn] = {
     "identity": identity,
     "exciter": exciter,
     "sbr": spectral_band_replication,

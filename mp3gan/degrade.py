@@ -24,6 +24,20 @@ Degradation = Callable[[np.ndarray, int], np.ndarray]
 
 
 @dataclass(frozen=True)
+class Clip:
+    """A lossless reference and its degraded version, sample-aligned: what evaluation
+    scores a method on (validation clips during training, files in evaluate_run)."""
+
+    name: str  # unique within an evaluation (file and clip index)
+    degradation: str  # spec string of the degradation that made ``degraded``
+    reference: np.ndarray  # [C, T]
+    degraded: np.ndarray  # [C, T], the method's input
+    sample_rate: int
+    path: str = ""  # source file (relative to the corpus root), when there is one
+    start: int = 0  # first sample of the clip in that file
+
+
+@dataclass(frozen=True)
 class Mp3:
     """MP3 round trip at a CBR ``bitrate`` (kbps) or, if set, a VBR ``vbr_quality``."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 
 import numpy as np
 from scipy import stats
@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from mp3gan import audio as audio_lib
 from mp3gan import metrics
+from mp3gan.degrade import Clip
 
 log = logging.getLogger(__name__)
 
-Method = Callable[[np.ndarray, int], np.ndarray]
 PARTS = ("input", "output", "improvement")
 
 
@@ -71,15 +71,14 @@ def _improvement(inputs: dict, outputs: dict) -> dict[str, float | None]:
 
 
 def evaluate_clips(
-    methods: dict[str, Method],
-    clips: list[dict],
+    methods: dict[str, audio_lib.PredictFn],
+    clips: list[Clip],
     progress: bool = False,
     skip_metrics: Collection[str] = metrics.SLOW_METRICS,
 ) -> list[dict]:
     """Score every method on every clip against the clip's degraded input.
 
-    ``clips``: dicts with ``name``, ``degradation`` (spec string), ``reference`` and
-    ``degraded`` ``[C, T]`` and ``sample_rate``. Returns one record per (clip, method)
+    ``clips``: :class:`mp3gan.degrade.Clip`. Returns one record per (clip, method)
     with the metrics of the ``input``, of the ``output``, their ``improvement``
     (positive = better), the alignment ``lag``/``polarity`` of the output (and of the
     input, ``input_lag``/``input_polarity``), the input's ``cutoff_hz`` and the
@@ -87,9 +86,9 @@ def evaluate_clips(
     """
     records = []
     for clip in tqdm(clips, desc="clips", unit="clip", disable=not progress, leave=False):
-        reference = np.asarray(clip["reference"], dtype=np.float32)
-        degraded = np.asarray(clip["degraded"], dtype=np.float32)
-        sample_rate = int(clip["sample_rate"])
+        reference = np.asarray(clip.reference, dtype=np.float32)
+        degraded = np.asarray(clip.degraded, dtype=np.float32)
+        sample_rate = int(clip.sample_rate)
         cutoff = _clean(metrics.cutoff_frequency(degraded, sample_rate))
         input_scores, input_lag, input_polarity = score_pair(
             reference, degraded, sample_rate, cutoff, skip_metrics
@@ -100,17 +99,17 @@ def evaluate_clips(
             runtime = time.perf_counter() - start
             if output.shape != degraded.shape:
                 raise ValueError(
-                    f"method {method!r} on {clip['name']}: output shape {output.shape} "
+                    f"method {method!r} on {clip.name}: output shape {output.shape} "
                     f"!= input shape {degraded.shape}"
                 )
-            audio_lib.check_finite(output, f"method {method!r} on {clip['name']}")
+            audio_lib.check_finite(output, f"method {method!r} on {clip.name}")
             output_scores, lag, polarity = score_pair(
                 reference, output, sample_rate, cutoff, skip_metrics
             )
             records.append(
                 {
-                    "clip": clip["name"],
-                    "degradation": clip["degradation"],
+                    "clip": clip.name,
+                    "degradation": clip.degradation,
                     "method": method,
                     "sample_rate": sample_rate,
                     "seconds": reference.shape[-1] / sample_rate,
@@ -272,7 +271,7 @@ def results_markdown(summary: list[dict]) -> str:
 
 
 def evaluate_for_training(
-    predict: Method, clips: list[dict]
+    predict: audio_lib.PredictFn, clips: list[Clip]
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Score ``predict`` on the validation clips: ``(scalars, output_means)``.
 
@@ -298,7 +297,7 @@ def evaluate_for_training(
     return scalars, {k: float(np.mean(v)) for k, v in values.items()}
 
 
-def media_for_training(predict: Method, clips: list[dict], step: int) -> list:
+def media_for_training(predict: audio_lib.PredictFn, clips: list[Clip], step: int) -> list:
     """Audio (reference, MP3, restored) and the restoration figure of each clip, as
     :class:`mp3gan.logger.Media` for the logger to write."""
     from mp3gan import plots
@@ -306,12 +305,12 @@ def media_for_training(predict: Method, clips: list[dict], step: int) -> list:
 
     media = []
     for clip in clips:
-        sr = clip["sample_rate"]
-        restored = np.asarray(predict(clip["degraded"], sr), np.float32)
-        name = f"{clip['name']} {clip['degradation']}"
+        sr = clip.sample_rate
+        restored = np.asarray(predict(clip.degraded, sr), np.float32)
+        name = f"{clip.name} {clip.degradation}"
         figure = plots.restoration_figure(
-            clip["reference"], clip["degraded"], restored, sr, title=f"{name}, step {step}"
+            clip.reference, clip.degraded, restored, sr, title=f"{name}, step {step}"
         )
-        audio = {"reference": clip["reference"], "mp3": clip["degraded"], "restored": restored}
+        audio = {"reference": clip.reference, "mp3": clip.degraded, "restored": restored}
         media.append(Media(name, sr, audio, figure))
     return media

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from mp3gan import audio as audio_lib
 from mp3gan import baselines, metrics, plots
-from mp3gan.degrade import parse_degradation
-from mp3gan.evaluate import Method, evaluate_clips, results_markdown, summarize
+from mp3gan.degrade import Clip, parse_degradation
+from mp3gan.evaluate import evaluate_clips, results_markdown, summarize
 from mp3gan.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 # References are lossless; MP3 (or any lossy file) as a reference would score the codec
 # against itself.
 REFERENCE_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff")
-# Rate used when a reference's own rate cannot be carried by MP3 (e.g. 96 kHz).
-FALLBACK_SAMPLE_RATE = 44100
 # Clips start this long before the first sound, so the first attack keeps its pre-echo
 # and the onset detector (metrics.find_onsets) has the 50 ms of history it needs.
 CLIP_LEAD_IN_S = 0.1
@@ -128,7 +126,9 @@ def load_reference(
 ) -> tuple[np.ndarray, int]:
     """Read a reference, resample it for MP3 and cut its clip (:func:`select_clip`)."""
     reference, rate = audio_lib.read_audio(path)
-    target = sample_rate or (rate if rate in audio_lib.MP3_SAMPLE_RATES else FALLBACK_SAMPLE_RATE)
+    # A rate MP3 cannot carry (e.g. 96 kHz) is scored at the model's rate.
+    mp3_rate = rate if rate in audio_lib.MP3_SAMPLE_RATES else audio_lib.MODEL_SAMPLE_RATE
+    target = sample_rate or mp3_rate
     if target != rate:
         reference = audio_lib.resample(reference, rate, target)
     reference = select_clip(reference, target, clip_seconds, pad)
@@ -140,7 +140,7 @@ def load_reference(
 def evaluate_folder(
     reference_dir: str | os.PathLike,
     degradations: Sequence[str],
-    methods: dict[str, Method],
+    methods: dict[str, audio_lib.PredictFn],
     files: Sequence[str | os.PathLike] | None = None,
     max_files: int | None = None,
     clip_seconds: float | None = None,
@@ -178,14 +178,7 @@ def evaluate_folder(
         try:
             reference, rate = load_reference(path, sample_rate, clip_seconds)
             clips = [
-                {
-                    "name": name,
-                    "degradation": chain.name,
-                    "reference": reference,
-                    "degraded": chain(reference, rate),
-                    "sample_rate": rate,
-                }
-                for chain in chains
+                Clip(name, chain.name, reference, chain(reference, rate), rate) for chain in chains
             ]
             records.extend(evaluate_clips(methods, clips, skip_metrics=skip_metrics))
         except Exception as e:  # one bad file (or one method failing on it) must not end a run
@@ -207,7 +200,7 @@ def improvement_table(summary: list[dict]) -> dict[str, dict[str, dict[str, dict
     return table
 
 
-def model_method(checkpoint: str | os.PathLike) -> Method:
+def model_method(checkpoint: str | os.PathLike) -> audio_lib.PredictFn:
     """The trained generator of ``checkpoint`` as a predict function (one compile).
 
     ``checkpoint`` is a training workdir or model folder; ``"none"`` is the untrained
@@ -244,7 +237,7 @@ def run_evaluation(
     files) and ``results.md``: the table of :func:`results_markdown`, built from the
     JSON as written. Returns the JSON's content.
     """
-    methods: dict[str, Method] = dict(baselines.BASELINES)
+    methods: dict[str, audio_lib.PredictFn] = dict(baselines.BASELINES)
     if checkpoint is not None:
         methods["model"] = model_method(checkpoint)
     if degradations is None:

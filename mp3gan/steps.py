@@ -30,6 +30,7 @@ import optax
 from flax import nnx
 
 from mp3gan import losses
+from mp3gan.audio import PredictFn
 from mp3gan.models import Discriminators, build_generator
 
 AXIS = "devices"
@@ -268,7 +269,7 @@ def state_from_checkpoint(g_params, train: dict) -> TrainState:
     )
 
 
-def predict_fn(g_graphdef, g_params) -> Callable[[np.ndarray, int], np.ndarray]:
+def predict_fn(g_graphdef, g_params) -> PredictFn:
     """``predict(audio [C, T], sample_rate) -> [C, T]``: channels run as the batch."""
     apply = jax.jit(lambda p, x: nnx.merge(g_graphdef, p)(x))
 

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from fake_debian import FakeDebian, noise
 
-from mp3gan.audio import read_audio, write_audio
+from mp3gan.audio import MODEL_SAMPLE_RATE, read_audio, write_audio
 from mp3gan.data import corpus as C
 from mp3gan.data import sources
 from mp3gan.data.corpus import items as I
 from mp3gan.data.corpus.licences import Licence
 from mp3gan.data.corpus.manifest import read_jsonl, write_jsonl
 
-SR = C.SAMPLE_RATE
+SR = MODEL_SAMPLE_RATE
 MINUTES = {"avldrums": 1.0, "songs": 4.0}
 
 
@@ -171,7 +171,7 @@ def test_band_limited_renders_and_silence_are_left_out(tmp_path):
         def update(self, n):
             pass
 
-    run = I.Run(tmp_path, {}, C.FULL_BAND_HZ, Bar())
+    run = I.Run(tmp_path, {}, C.MIN_SOURCE_CUTOFF_HZ, Bar())
     lic = Licence("MIT", "here")
     dull = noise(2.0, cutoff_hz=9000.0, channels=2)
     for name, audio in [("dull", dull), ("silent", np.zeros((2, SR), np.float32))]:

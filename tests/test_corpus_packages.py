@@ -6,7 +6,7 @@ import pytest
 from fake_debian import FakeDebian
 
 from mp3gan.data.corpus import packages as P
-from mp3gan.data.corpus.registry import REGISTRY
+from mp3gan.data.corpus.build import REGISTRY
 
 
 @pytest.fixture

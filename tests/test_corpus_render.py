@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from fake_debian import FakeDebian, soundfont_header
 
+from mp3gan.audio import MODEL_SAMPLE_RATE
 from mp3gan.data.corpus import render as R
 from mp3gan.data.corpus import songs
-from mp3gan.data.corpus.items import FULL_BAND_HZ, measure_cutoff
+from mp3gan.data.corpus.items import MIN_SOURCE_CUTOFF_HZ, measure_cutoff
 from mp3gan.data.corpus.music import GM_SOUNDFONTS, lmms_projects
 from mp3gan.data.corpus.packages import SystemPaths
 
-SR = R.SAMPLE_RATE
+SR = MODEL_SAMPLE_RATE
 MIDI = songs.compose_song(1, 20.0).midi()
 
 
@@ -101,7 +102,7 @@ def test_fluidsynth_renders_a_song_full_band_through_each_soundfont():
         R.check_lossless_soundfont(path)
         audio = R.render_midi(songs.compose_song(1, 20.0).midi(), path, effects=True)
         assert audio.shape[0] == 2 and audio.shape[1] >= 20 * SR
-        assert measure_cutoff(R.finish_render(audio, -1.0)) >= FULL_BAND_HZ, font.file
+        assert measure_cutoff(R.finish_render(audio, -1.0)) >= MIN_SOURCE_CUTOFF_HZ, font.file
 
 
 def test_lmms_renders_a_packaged_short_song_full_band():
@@ -110,4 +111,4 @@ def test_lmms_renders_a_packaged_short_song_full_band():
                "lmms")  # fmt: skip
     audio = R.render_lmms(projects[0])
     assert audio.shape[0] == 2 and audio.shape[1] > 10 * SR
-    assert measure_cutoff(R.finish_render(audio, -1.0)) >= FULL_BAND_HZ
+    assert measure_cutoff(R.finish_render(audio, -1.0)) >= MIN_SOURCE_CUTOFF_HZ

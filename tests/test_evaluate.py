@@ -6,6 +6,7 @@ from helpers import clicks_and_noise
 from scipy import stats
 
 from mp3gan import audio, baselines, evaluate, metrics
+from mp3gan.degrade import Clip
 
 SR = 44100
 
@@ -14,13 +15,7 @@ SR = 44100
 def clip():
     reference = clicks_and_noise(SR, SR, channels=2, seed=5)
     degraded = audio.mp3_roundtrip(reference, SR, bitrate=64)
-    return {
-        "name": "clicks",
-        "degradation": "mp3:64",
-        "reference": reference,
-        "degraded": degraded,
-        "sample_rate": SR,
-    }
+    return Clip("clicks", "mp3:64", reference, degraded, SR)
 
 
 def late_and_inverted(x: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -145,15 +145,15 @@ def test_validation_clips_are_fixed(config, corpus):
         r.path
         for r in sources.split_recordings(sources.scan_folder(corpus), 0.15, 0.15)["validation"]
     }
-    assert len({c["name"] for c in clips}) == 5
-    assert {c["degradation"] for c in clips} == set(degradations)
+    assert len({c.name for c in clips}) == 5
+    assert {c.degradation for c in clips} == set(degradations)
     for c, d in zip(clips, again, strict=True):
-        assert c["name"] == d["name"] and c["path"] in validation
-        np.testing.assert_array_equal(c["reference"], d["reference"])
-        np.testing.assert_array_equal(c["degraded"], d["degraded"])
-        assert c["reference"].shape == c["degraded"].shape
-        assert c["reference"].shape[1] == 8192 and c["sample_rate"] == SR
-        assert audio.find_offset(LOW(c["reference"], SR), LOW(c["degraded"], SR)) == (0, 1)
+        assert c.name == d.name and c.path in validation
+        np.testing.assert_array_equal(c.reference, d.reference)
+        np.testing.assert_array_equal(c.degraded, d.degraded)
+        assert c.reference.shape == c.degraded.shape
+        assert c.reference.shape[1] == 8192 and c.sample_rate == SR
+        assert audio.find_offset(LOW(c.reference, SR), LOW(c.degraded, SR)) == (0, 1)
 
 
 def test_clear_errors(config, tmp_path):

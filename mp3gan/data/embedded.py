@@ -45,7 +45,6 @@ from mp3gan.data.sources import LICENCE_MANIFEST, cache_home
 # Bump the version (and the folder name) whenever the synthesis changes, so an old cache
 # is never mistaken for the new corpus.
 EMBEDDED_VERSION = "embedded-v1"
-SAMPLE_RATE = 44100
 DEFAULT_SONGS = 48
 DEFAULT_SECONDS = (4.0, 8.0)
 DEFAULT_SEED = 20240611
@@ -356,7 +355,7 @@ _STYLES: tuple[tuple[str, tuple[_Part, ...]], ...] = (
 def synthesize_song(
     index: int,
     seed: int = DEFAULT_SEED,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = audio_lib.MODEL_SAMPLE_RATE,
     seconds: tuple[float, float] = DEFAULT_SECONDS,
 ) -> tuple[str, np.ndarray]:
     """Song ``index`` of the corpus: its style name and float32 stereo audio ``[2, T]``."""
@@ -397,15 +396,15 @@ def build_embedded_corpus(
     try:
         lines = []
         for i in range(n_songs):
-            style, song = synthesize_song(i, seed, SAMPLE_RATE, seconds)
+            style, song = synthesize_song(i, seed, audio_lib.MODEL_SAMPLE_RATE, seconds)
             name = f"song{i:03d}-{style.replace('+', '-')}.flac"
-            audio_lib.write_audio(tmp / name, song, SAMPLE_RATE)
+            audio_lib.write_audio(tmp / name, song, audio_lib.MODEL_SAMPLE_RATE)
             lines.append(
                 json.dumps(
                     {
                         "path": name,
-                        "duration_s": round(song.shape[1] / SAMPLE_RATE, 6),
-                        "sample_rate": SAMPLE_RATE,
+                        "duration_s": round(song.shape[1] / audio_lib.MODEL_SAMPLE_RATE, 6),
+                        "sample_rate": audio_lib.MODEL_SAMPLE_RATE,
                         "channels": 2,
                         "licence": LICENCE,
                         "style": style,

@@ -41,9 +41,6 @@ from absl import flags
 from mp3gan import degrade as degrade_lib
 from mp3gan.data.embedded import ensure_embedded_corpus
 from mp3gan.data.pairs import (
-    DEFAULT_DEGRADATIONS,
-    DEFAULT_MARGIN,
-    DEFAULT_MIX,
     MAX_ATTEMPTS,
     PairMaker,
     PairSettings,
@@ -63,27 +60,39 @@ STATE_FORMAT = "mp3gan.data.loader/1"
 # Batch indices run from the resume position to here: an endless stream for any run.
 _LAST_INDEX = 2**62
 
-# Defaults and one-line meanings of the ``data`` config fields (configs/base.py).
+# Defaults and one-line meanings of the ``data`` config fields: the one home of them
+# (configs/base.py builds its ``data`` section from this table). The pair-making fields
+# take their defaults from PairSettings, the dataclass that uses them.
+_PAIRS = PairSettings()
 DATA_DEFAULTS: dict[str, tuple[Any, str]] = {
     "path": ("", "folder of lossless audio (FLAC/WAV/AIFF, recursive); '' = embedded corpus"),
-    "sample_rate": (44100, "model rate: files are resampled to it; MP3 needs an MP3 rate"),
-    "crop_samples": (32768, "training crop length in samples at sample_rate (~0.74 s)"),
-    "degradations": (DEFAULT_DEGRADATIONS, "one drawn per crop (mp3gan.degrade specs)"),
-    "encode_margin": (DEFAULT_MARGIN, "samples degraded on each side of a crop, then dropped"),
-    "gain_db": ((-12.0, 6.0), "random gain range (dB), capped below full scale"),
-    "silence_db": (-50.0, "crops quieter than this RMS (dBFS) are redrawn"),
+    "sample_rate": (
+        _PAIRS.sample_rate,
+        "model rate: files are resampled to it; MP3 needs an MP3 rate",
+    ),
+    "crop_samples": (
+        _PAIRS.crop_samples,
+        "training crop length in samples at sample_rate (~0.74 s)",
+    ),
+    "degradations": (_PAIRS.degradations, "one drawn per crop (mp3gan.degrade specs)"),
+    "encode_margin": (
+        _PAIRS.encode_margin,
+        "samples degraded on each side of a crop, then dropped",
+    ),
+    "gain_db": (_PAIRS.gain_db, "random gain range (dB), capped below full scale"),
+    "silence_db": (_PAIRS.silence_db, "crops quieter than this RMS (dBFS) are redrawn"),
     "both_channels": (True, "a stereo crop fills two rows (L, R); False: one random channel"),
     "validation_fraction": (0.05, "share of recordings held out for validation (by path hash)"),
     "test_fraction": (0.05, "share of recordings held out for the final test"),
     "workers": (2, "grain worker processes making batches; 0 = a thread in the trainer"),
     "prefetch": (2, "batches buffered per worker (or in-process)"),
     "cache_dir": (
-        "",
+        _PAIRS.cache_dir,
         "'' = encode every crop; else the prepared pair cache (whole-file "
         "encodes; launch/prepare_data.py --pair-cache)",
     ),
     "mix": (
-        DEFAULT_MIX,
+        _PAIRS.mix,
         "share of draws per manifest kind or source (NAME=SHARE); () = by duration",
     ),
 }
@@ -402,15 +411,14 @@ def validation_clips(
     clip_samples: int,
     degradations: Sequence[str] | Sequence[Any] | None,
     split: str = "validation",
-) -> list[dict]:
+) -> list[degrade_lib.Clip]:
     """Fixed evaluation clips: identical on every call, machine and worker count.
 
     Clip ``i`` comes from the split's file ``i mod n_files`` (sorted by path), at a crop
     position drawn from a hash of the path and the round ``i // n_files`` (redrawn while
     silent), degraded by ``degradations[(file + round) mod n_degradations]`` (spec strings or
     degradations; None = the training list), with no gain and all channels.
-    Each is ``dict(name, degradation, reference [C, T], degraded [C, T], sample_rate,
-    path, start)`` with T = ``clip_samples``.
+    Each is a :class:`mp3gan.degrade.Clip` of ``clip_samples`` samples.
     """
     root, recordings = load_split(data_config, split)
     if degradations is None:
@@ -443,14 +451,14 @@ def validation_clips(
         pair = pairs.pair_at(recording, start, degradation, length=clip_samples)
         stem = Path(recording.path).with_suffix("").as_posix().replace("/", "_")
         clips.append(
-            {
-                "name": f"{i:02d}-{stem}-{degradation.name}",
-                "degradation": degradation.name,
-                "reference": pair.reference,
-                "degraded": pair.degraded,
-                "sample_rate": settings.sample_rate,
-                "path": recording.path,
-                "start": start,
-            }
+            degrade_lib.Clip(
+                name=f"{i:02d}-{stem}-{degradation.name}",
+                degradation=degradation.name,
+                reference=pair.reference,
+                degraded=pair.degraded,
+                sample_rate=settings.sample_rate,
+                path=recording.path,
+                start=start,
+            )
         )
     return clips

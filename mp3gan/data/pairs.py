@@ -81,7 +81,7 @@ MAX_ATTEMPTS = 16
 class PairSettings:
     """How pairs are made (``mp3gan.data.loader.pair_settings`` reads them from a config)."""
 
-    sample_rate: int = 44100
+    sample_rate: int = audio_lib.MODEL_SAMPLE_RATE
     crop_samples: int = 32768
     degradations: tuple[str, ...] = DEFAULT_DEGRADATIONS
     encode_margin: int = DEFAULT_MARGIN

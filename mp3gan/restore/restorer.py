@@ -27,11 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mp3gan.audio import MAX_CHANNELS, AudioError, check_finite, check_layout
+from mp3gan.audio import (
+    MAX_CHANNELS,
+    MODEL_SAMPLE_RATE,
+    AudioError,
+    check_finite,
+    check_layout,
+)
 from mp3gan.models import BASE_GENERATOR, Generator, build_generator
 from mp3gan.restore.streaming import Batcher, Chunker, Fifo, Stitcher, StreamResampler
 
-MODEL_SAMPLE_RATE = 44100  # rate of the untrained/base model when no config says otherwise
 # Chunk length at the model rate (~3 s at 44.1 kHz). Longer chunks waste less time on
 # overlap (the base overlap is ~0.5 s) but hold more activations; 2**17 keeps the base
 # generator's working set to a few hundred MB for a stereo chunk.

@@ -2,7 +2,7 @@
 
 Every source is a Debian package (or a few), so anyone can rebuild the same corpus, and
 every file carries the licence read from its package's copyright file. Sources (the
-registry, :mod:`mp3gan.data.corpus.registry`):
+registry, ``REGISTRY`` in :mod:`mp3gan.data.corpus.build`):
 
 * ``sonic-pi``, ``hydrogen``, ``avldrums``: drum loops, one-shots and generated grooves
   (:mod:`mp3gan.data.corpus.drums`);
@@ -21,9 +21,9 @@ Every output is a 44.1 kHz 24-bit FLAC (channels as the source) with one line in
 ``manifest.jsonl`` (see docs/DATA.md).
 """
 
-from mp3gan.data.corpus.build import CorpusSummary, prepare_corpus
+from mp3gan.data.corpus.build import GENERATED, REGISTRY, SOURCES, CorpusSummary, prepare_corpus
 from mp3gan.data.corpus.drums import DEFAULT_GROOVE_MINUTES
-from mp3gan.data.corpus.items import FULL_BAND_HZ, SAMPLE_RATE
+from mp3gan.data.corpus.items import MIN_SOURCE_CUTOFF_HZ
 from mp3gan.data.corpus.manifest import (
     EXCLUDED,
     KINDS,
@@ -35,19 +35,17 @@ from mp3gan.data.corpus.manifest import (
 )
 from mp3gan.data.corpus.music import DEFAULT_SONG_MINUTES
 from mp3gan.data.corpus.packages import SystemPaths
-from mp3gan.data.corpus.registry import GENERATED, REGISTRY, SOURCES
 from mp3gan.data.corpus.render import RenderError
 
 __all__ = [
     "DEFAULT_GROOVE_MINUTES",
     "DEFAULT_SONG_MINUTES",
     "EXCLUDED",
-    "FULL_BAND_HZ",
+    "MIN_SOURCE_CUTOFF_HZ",
     "GENERATED",
     "KINDS",
     "MANIFEST",
     "REGISTRY",
-    "SAMPLE_RATE",
     "SOURCES",
     "CorpusError",
     "CorpusSummary",

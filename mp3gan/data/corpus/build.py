@@ -1,4 +1,4 @@
-"""Build (or complete) a corpus: run the registered sources, write manifest and exclusions.
+"""The registry of corpus sources, and the build: run them, write manifest and exclusions.
 
 Sources whose Debian packages are missing are skipped with the install command printed
 (``install=True`` runs apt-get for them first). Reruns skip files already written and
@@ -19,7 +19,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mp3gan.data.corpus.items import AUDIO_EXTENSIONS, FULL_BAND_HZ, Context, Run
+from mp3gan.data.corpus.drums import AVLDRUMS, HYDROGEN, SONIC_PI
+from mp3gan.data.corpus.items import AUDIO_EXTENSIONS, MIN_SOURCE_CUTOFF_HZ, Context, Run, Source
 from mp3gan.data.corpus.manifest import (
     EXCLUDED,
     KINDS,
@@ -31,6 +32,7 @@ from mp3gan.data.corpus.manifest import (
     write_jsonl,
     write_manifest,
 )
+from mp3gan.data.corpus.music import LMMS, SONGS
 from mp3gan.data.corpus.packages import (
     SystemPaths,
     apt_install,
@@ -38,7 +40,14 @@ from mp3gan.data.corpus.packages import (
     missing_message,
     missing_requirements,
 )
-from mp3gan.data.corpus.registry import REGISTRY, SOURCES
+
+# The registry: the corpus sources by name, built in this order. Adding a source is one
+# entry here (a :class:`~mp3gan.data.corpus.items.Source`: its packages, a file count
+# for the progress bar, and a build function).
+REGISTRY: dict[str, Source] = {s.name: s for s in (SONIC_PI, HYDROGEN, AVLDRUMS, SONGS, LMMS)}
+SOURCES = tuple(REGISTRY)
+# Sources that generate as many minutes as asked (``--<name>-minutes``).
+GENERATED = ("avldrums", "songs")
 
 
 @dataclass
@@ -90,7 +99,7 @@ class CorpusSummary:
                          f"({self.minutes(kind=kind, full_band=True):7.2f} full-band)")  # fmt: skip
         lines.append(
             f"  total     {self.minutes():7.2f} min, full-band (cutoff >= "
-            f"{FULL_BAND_HZ:.0f} Hz) {self.minutes(full_band=True):7.2f} min"
+            f"{MIN_SOURCE_CUTOFF_HZ:.0f} Hz) {self.minutes(full_band=True):7.2f} min"
         )
         for x in self.excluded:
             lines.append(f"  excluded  {x['source']}: {x.get('kit', x['original'])}: {x['reason']}")
@@ -157,7 +166,7 @@ def prepare_corpus(
     minutes: dict[str, float] | None = None,
     seed: int = 0,
     install: bool = False,
-    min_cutoff_hz: float = FULL_BAND_HZ,
+    min_cutoff_hz: float = MIN_SOURCE_CUTOFF_HZ,
     paths: SystemPaths | None = None,
     progress: bool = True,
 ) -> CorpusSummary:

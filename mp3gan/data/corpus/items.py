@@ -1,9 +1,10 @@
 """What a corpus source is, and how one of its files is made, measured and recorded.
 
-A :class:`Source` is one entry of the registry (:mod:`mp3gan.data.corpus.registry`): its
-name, the Debian packages it needs, how many files it will look at (for the progress
-bar) and a ``build`` function that hands :class:`Item` s to :meth:`Run.emit` (or reports
-what it leaves out with :meth:`Run.exclude`). ``emit`` does the rest the same way for
+A :class:`Source` is one entry of the registry (``REGISTRY`` in
+:mod:`mp3gan.data.corpus.build`): its name, the Debian packages it needs, how many
+files it will look at (for the progress bar) and a ``build`` function that hands
+:class:`Item` s to :meth:`Run.emit` (or reports what it leaves out with
+:meth:`Run.exclude`). ``emit`` does the rest the same way for
 every source: skip a file an earlier run made from the same origin, otherwise make the
 audio (copy, render), measure its cutoff, leave it out if it is silent or (where the item
 asks) band-limited, write it atomically and record its manifest entry. An item whose
@@ -22,16 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from mp3gan.audio import AudioError, read_audio, resample, write_audio
+from mp3gan.audio import MODEL_SAMPLE_RATE, AudioError, read_audio, resample, write_audio
 from mp3gan.data.corpus.licences import Licence
 from mp3gan.data.corpus.manifest import CorpusError, ManifestEntry
 from mp3gan.data.corpus.packages import Requirement, SystemPaths
 from mp3gan.metrics import cutoff_frequency
 
-SAMPLE_RATE = 44100
-# A file is "full band" when its measured cutoff reaches this: above the ~16-17 kHz
-# lowpass LAME applies at 128 kbps, so the model sees real content it must restore.
-FULL_BAND_HZ = 18000.0
+# A source file is kept as a reference only when its measured cutoff reaches this: above
+# the ~16-17 kHz low-pass LAME applies at 128 kbps, so every degradation removes real
+# content the model must restore. (Whether an *input* is already full band is
+# metrics.FULL_BAND_FRACTION's one definition; this is an admission threshold.)
+MIN_SOURCE_CUTOFF_HZ = 18000.0
 AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff")
 # Keep a little headroom when a resampled one-shot overshoots full scale (FLAC cannot clip).
 _MAX_PEAK = 0.999
@@ -44,7 +46,7 @@ class Context:
     paths: SystemPaths
     seed: int = 0
     minutes: dict[str, float] = field(default_factory=dict)  # source -> generated minutes
-    min_cutoff_hz: float = FULL_BAND_HZ
+    min_cutoff_hz: float = MIN_SOURCE_CUTOFF_HZ
 
 
 @dataclass
@@ -119,8 +121,8 @@ class Run:
             target.unlink(missing_ok=True)
             return
         if fresh:
-            write_audio(target, audio, SAMPLE_RATE)
-        duration = round(audio.shape[-1] / SAMPLE_RATE, 4)
+            write_audio(target, audio, MODEL_SAMPLE_RATE)
+        duration = round(audio.shape[-1] / MODEL_SAMPLE_RATE, 4)
         self.entries.append(self._entry(item, round(cutoff, 1), duration, audio.shape[0], notes))
 
     def _entry(
@@ -135,7 +137,7 @@ class Run:
             source=item.source,
             kind=item.kind,
             duration_s=duration,
-            sample_rate=SAMPLE_RATE,
+            sample_rate=MODEL_SAMPLE_RATE,
             channels=channels,
             licence=lic.licence,
             licence_source=lic.source,
@@ -175,8 +177,8 @@ def load_44k(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Read ``path`` resampled to 44.1 kHz, and what was done to it (for the manifest)."""
     audio, sr = read_audio(path)
     notes: dict[str, Any] = {"source_sample_rate": sr}
-    if sr != SAMPLE_RATE:
-        audio = resample(audio, sr, SAMPLE_RATE)
+    if sr != MODEL_SAMPLE_RATE:
+        audio = resample(audio, sr, MODEL_SAMPLE_RATE)
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 1.0:  # resampling can overshoot full scale, which FLAC cannot hold
         audio = audio * (_MAX_PEAK / peak)
@@ -194,5 +196,5 @@ def measure_cutoff(audio: np.ndarray) -> float | None:
     """
     n = max(2048, 1 << int(np.ceil(np.log2(max(audio.shape[-1], 1)))))
     padded = np.pad(audio, ((0, 0), (0, n - audio.shape[-1])))
-    cutoff = float(cutoff_frequency(padded, SAMPLE_RATE))
+    cutoff = float(cutoff_frequency(padded, MODEL_SAMPLE_RATE))
     return None if np.isnan(cutoff) else cutoff

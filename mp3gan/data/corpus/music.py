@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mp3gan.audio import MODEL_SAMPLE_RATE
 from mp3gan.data.corpus.items import Context, Item, Run, Source, slug
 from mp3gan.data.corpus.licences import Licence, dep5_licence, stated_licence
 from mp3gan.data.corpus.packages import SystemPaths, file_requirement, program_requirement
 from mp3gan.data.corpus.render import (
-    SAMPLE_RATE,
     RenderError,
     check_lossless_soundfont,
     finish_render,
@@ -173,7 +173,7 @@ def project_samples(project: Path) -> list[str]:
 
 def _lmms_loader(project: Path, paths: SystemPaths):
     def load():
-        return finish_render(render_lmms(project, SAMPLE_RATE, paths.lmms), -1.0), {}
+        return finish_render(render_lmms(project, MODEL_SAMPLE_RATE, paths.lmms), -1.0), {}
 
     return load
 

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from mp3gan.audio import AudioError, read_audio
+from mp3gan.audio import MODEL_SAMPLE_RATE, AudioError, read_audio
 from mp3gan.data.corpus.manifest import CorpusError
 
-SAMPLE_RATE = 44100
 LMMS_TIMEOUT_S = 900.0  # the slowest packaged demo takes ~2 min on a shared 2-core CPU
 FLUIDSYNTH_TIMEOUT_S = 600.0
 
@@ -92,7 +91,7 @@ def _run_render(cmd: list[str], out: Path, name: str, timeout: float, env=None) 
 def render_midi(
     midi: bytes,
     soundfont: str | os.PathLike,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = MODEL_SAMPLE_RATE,
     fluidsynth: str = "fluidsynth",
     effects: bool = False,
     name: str = "MIDI",
@@ -118,7 +117,7 @@ def render_midi(
 
 def render_lmms(
     project: str | os.PathLike,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int = MODEL_SAMPLE_RATE,
     lmms: str = "lmms",
     timeout_s: float = LMMS_TIMEOUT_S,
 ) -> np.ndarray:
@@ -152,13 +151,15 @@ def midi_loader(
     """A corpus item's ``load``: compose (``midi()``), render, trim and set the peak."""
 
     def load() -> tuple[np.ndarray, dict[str, Any]]:
-        audio = render_midi(midi(), soundfont, SAMPLE_RATE, fluidsynth, effects, name)
+        audio = render_midi(midi(), soundfont, MODEL_SAMPLE_RATE, fluidsynth, effects, name)
         return finish_render(audio, peak_db), {}
 
     return load
 
 
-def finish_render(audio: np.ndarray, peak_db: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def finish_render(
+    audio: np.ndarray, peak_db: float, sample_rate: int = MODEL_SAMPLE_RATE
+) -> np.ndarray:
     """Cut the decayed end of a render (-60 dB below its peak, 50 ms fade), set its peak.
 
     Synthesizers render seconds past the last note; that inaudible decay would otherwise
