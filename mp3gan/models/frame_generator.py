@@ -37,6 +37,30 @@ from flax import nnx
 from mp3gan import dsp
 
 
+def depthwise_conv(h: jax.Array, conv: nnx.Conv) -> jax.Array:
+    """``conv(h)`` for a depthwise (one filter per feature), "SAME"-padded, dilated
+    ``nnx.Conv`` over ``[B, frames, dim]``, as a sum of shifted, weighted copies.
+
+    Why not call the conv: XLA's CPU backend runs grouped convolutions through a slow
+    generic path. For the base block (kernel 7, 256 features) the conv took 61 of the
+    block's 82 ms, three times the MLP that holds 99 % of its MACs; as ``kernel_size``
+    multiply-adds of slices it costs about 1 ms, forward and backward. The parameters
+    stay the conv's (``kernel [K, 1, dim]``, ``bias [dim]``), so weights are unchanged.
+    """
+    kernel = conv.kernel[...]
+    size = kernel.shape[0]
+    dilation = conv.kernel_dilation
+    dilation = int(dilation[0] if isinstance(dilation, tuple | list) else dilation or 1)
+    pad = (size - 1) // 2 * dilation
+    padded = jnp.pad(h, [(0, 0)] * (h.ndim - 2) + [(pad, pad), (0, 0)])
+    frames = h.shape[-2]
+    out = sum(
+        jax.lax.slice_in_dim(padded, i * dilation, i * dilation + frames, axis=-2) * kernel[i, 0]
+        for i in range(size)
+    )
+    return out + conv.bias[...] if conv.bias is not None else out
+
+
 class ConvNeXtBlock(nnx.Module):
     """``h + γ · MLP(LayerNorm(depthwise_conv(h)))`` over ``[B, frames, dim]`` (Liu et
     al. 2022, as used by Vocos): the depthwise conv mixes along time, the pointwise MLP
@@ -68,7 +92,7 @@ class ConvNeXtBlock(nnx.Module):
         self.gamma = nnx.Param(jnp.full((dim,), layer_scale, jnp.float32))
 
     def __call__(self, h: jax.Array) -> jax.Array:
-        r = self.norm(self.depthwise(h))
+        r = self.norm(depthwise_conv(h, self.depthwise))
         r = self.project(jax.nn.gelu(self.expand(r)))
         return h + self.gamma[...] * r
 
