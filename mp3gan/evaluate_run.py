@@ -56,13 +56,17 @@ def list_references(folder: str | os.PathLike) -> list[Path]:
 
 
 def held_out_files(
-    corpus_dir: str | os.PathLike, split: str = "test", data_config=None
+    corpus_dir: str | os.PathLike,
+    split: str = "test",
+    data_config=None,
+    kinds: Sequence[str] | None = None,
 ) -> list[Path]:
     """The files of one held-out split of a corpus, by the training data's own split rule.
 
     ``data_config`` is the training config's ``data`` section (its ``validation_fraction``
     and ``test_fraction`` decide the split; None = the data module's defaults): pass the
-    one the model was trained with, so no training file is evaluated.
+    one the model was trained with, so no training file is evaluated. ``kinds`` keeps
+    only files whose manifest ``kind`` is one of them (e.g. ``("music",)``).
     """
     from mp3gan.data import loader
 
@@ -73,6 +77,13 @@ def held_out_files(
                 config[key] = data_config[key]
     config.path = str(corpus_dir)
     root, recordings = loader.load_split(config, split)
+    if kinds is not None:
+        recordings = [r for r in recordings if r.kind in set(kinds)]
+        if not recordings:
+            raise FileNotFoundError(
+                f"{root}: no file of kind {', '.join(kinds)} in the {split} split (the "
+                "kinds come from the corpus's manifest.jsonl)"
+            )
     return [root / r.path for r in recordings]
 
 
@@ -125,16 +136,41 @@ def load_reference(
     pad: bool = True,
 ) -> tuple[np.ndarray, int]:
     """Read a reference, resample it for MP3 and cut its clip (:func:`select_clip`)."""
+    clips, rate = load_reference_clips(path, sample_rate, clip_seconds, 1, pad)
+    return clips[0], rate
+
+
+def load_reference_clips(
+    path: str | os.PathLike,
+    sample_rate: int | None,
+    clip_seconds: float | None,
+    clips_per_file: int = 1,
+    pad: bool = True,
+) -> tuple[list[np.ndarray], int]:
+    """Read a reference, resample it for MP3 and cut up to ``clips_per_file`` clips.
+
+    The file is divided into ``clips_per_file`` equal parts and each part's clip is cut
+    by :func:`select_clip` (from the part's first sound); parts too short for a whole
+    clip, or silent, are dropped, except the first. One long song then gives several
+    clips from its verses, choruses and ending, not only its intro.
+    """
     reference, rate = audio_lib.read_audio(path)
     # A rate MP3 cannot carry (e.g. 96 kHz) is scored at the model's rate.
     mp3_rate = rate if rate in audio_lib.MP3_SAMPLE_RATES else audio_lib.MODEL_SAMPLE_RATE
     target = sample_rate or mp3_rate
     if target != rate:
         reference = audio_lib.resample(reference, rate, target)
-    reference = select_clip(reference, target, clip_seconds, pad)
-    if not np.any(reference):
+    parts = max(1, int(clips_per_file)) if clip_seconds is not None else 1
+    length = reference.shape[-1]
+    clips = []
+    for k in range(parts):
+        part = reference[..., k * length // parts : (k + 1) * length // parts]
+        if k and (part.shape[-1] < round(clip_seconds * target) or not np.any(part)):
+            continue
+        clips.append(select_clip(part if k else reference, target, clip_seconds, pad))
+    if not np.any(clips[0]):
         raise audio_lib.AudioError(f"{path}: the clip is digital silence")
-    return reference, target
+    return clips, target
 
 
 def evaluate_folder(
@@ -148,6 +184,7 @@ def evaluate_folder(
     failures: list[dict] | None = None,
     progress: bool = True,
     skip_metrics: Sequence[str] = metrics.SLOW_METRICS,
+    clips_per_file: int = 1,
 ) -> tuple[list[dict], list[dict]]:
     """Degrade each reference file, run every method, score: ``(summary, records)``.
 
@@ -156,7 +193,8 @@ def evaluate_folder(
     (:func:`select_clip`) and resampled to ``sample_rate`` (default: its own rate if MP3
     can carry it, else 44.1 kHz). A file that fails (unreadable, corrupt, silent, a
     method error) is logged by name and skipped; pass a list as ``failures`` to collect
-    ``{"file", "error"}`` entries.
+    ``{"file", "error"}`` entries. ``clips_per_file`` > 1 scores that many clips from
+    equal parts of each long file (:func:`load_reference_clips`), named ``file#k``.
     Raises RuntimeError when no file could be evaluated.
     """
     root = Path(reference_dir)
@@ -176,9 +214,11 @@ def evaluate_folder(
         name = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
         bar.set_postfix_str(name[-40:])
         try:
-            reference, rate = load_reference(path, sample_rate, clip_seconds)
+            references, rate = load_reference_clips(path, sample_rate, clip_seconds, clips_per_file)
             clips = [
-                Clip(name, chain.name, reference, chain(reference, rate), rate) for chain in chains
+                Clip(f"{name}#{k}" if k else name, chain.name, ref, chain(ref, rate), rate)
+                for k, ref in enumerate(references)
+                for chain in chains
             ]
             records.extend(evaluate_clips(methods, clips, skip_metrics=skip_metrics))
         except Exception as e:  # one bad file (or one method failing on it) must not end a run
@@ -226,12 +266,15 @@ def run_evaluation(
     progress: bool = True,
     degradations: Sequence[str] | None = None,
     skip_metrics: Sequence[str] = metrics.SLOW_METRICS,
+    kinds: Sequence[str] | None = None,
+    clips_per_file: int = 1,
 ) -> dict:
     """Evaluate the baselines (and the model of ``checkpoint``) and write the results.
 
     ``reference_dir`` is a folder of lossless references; with ``split`` ("test" or
     "validation") only that held-out split of it is used, split as ``data_config`` (the
-    training config's ``data`` section) says (:func:`held_out_files`).
+    training config's ``data`` section) says (:func:`held_out_files`), and of the manifest
+    ``kinds`` given. ``clips_per_file``: clips from equal parts of each long file.
     Writes ``results.json`` (settings, per-clip records, the summary with mean and 95 %
     CI per (degradation, method), each method's improvement over the MP3 input, skipped
     files) and ``results.md``: the table of :func:`results_markdown`, built from the
@@ -247,7 +290,7 @@ def run_evaluation(
     degradations = list(degradations)
     files = None
     if split is not None:
-        files = held_out_files(reference_dir, split, data_config)
+        files = held_out_files(reference_dir, split, data_config, kinds)
     failures: list[dict] = []
     started = time.perf_counter()
     summary, records = evaluate_folder(
@@ -261,6 +304,7 @@ def run_evaluation(
         failures=failures,
         progress=progress,
         skip_metrics=skip_metrics,
+        clips_per_file=clips_per_file,
     )
     results = {
         "command": command,
@@ -275,7 +319,12 @@ def run_evaluation(
         "methods": list(methods),
         "skipped_metrics": list(skip_metrics),
         "clip_seconds": clip_seconds,
-        "files_evaluated": len({r["clip"] for r in records}),
+        "clips_per_file": clips_per_file,
+        "kinds": None if kinds is None else list(kinds),
+        "files_evaluated": len(
+            {r["clip"].rsplit("#", 1)[0] if clips_per_file > 1 else r["clip"] for r in records}
+        ),
+        "clips_evaluated": len({r["clip"] for r in records}),
         "failures": failures,
         "wall_time_s": time.perf_counter() - started,
         "metric_info": {k: v for k, v in metrics.METRIC_INFO.items()},

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 from helpers import clicks_and_noise, load_cli
 
 from mp3gan import audio, baselines, evaluate, evaluate_run
@@ -119,3 +120,40 @@ def test_analyze_curves_writes_a_png_of_a_runs_metrics(tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert cli.main(["--curves", str(tmp_path / "nothing"), "--out", str(tmp_path / "d.png")]) == 2
     assert not (tmp_path / "d.png").exists()
+
+
+def test_clips_per_file_cuts_clips_from_equal_parts_of_a_long_file(tmp_path):
+    x = clicks_and_noise(int(3.5 * SR), SR, channels=2, seed=4)
+    audio.write_audio(tmp_path / "long.flac", 0.9 * x / np.abs(x).max(), SR)
+    clips, rate = evaluate_run.load_reference_clips(tmp_path / "long.flac", None, 1.0, 3)
+    assert rate == SR and [c.shape for c in clips] == [(2, SR)] * 3
+    assert not np.array_equal(clips[1], clips[2])  # each from its own part of the file
+    np.testing.assert_array_equal(
+        clips[0], evaluate_run.load_reference(tmp_path / "long.flac", None, 1.0)[0]
+    )
+    # A part shorter than a clip is dropped (3.5 s in 4 parts of 0.875 s): one clip left.
+    assert len(evaluate_run.load_reference_clips(tmp_path / "long.flac", None, 1.0, 4)[0]) == 1
+    _, records = evaluate_run.evaluate_folder(
+        tmp_path,
+        ["mp3:64"],
+        {"identity": baselines.identity},
+        clip_seconds=1.0,
+        clips_per_file=3,
+        progress=False,
+    )
+    assert sorted(r["clip"] for r in records) == ["long.flac", "long.flac#1", "long.flac#2"]
+
+
+def test_held_out_files_keeps_the_kinds_asked_for(tmp_path):
+    write_folder(tmp_path, list(range(40)))
+    rows = [
+        {"path": f"loop{i}.flac", "licence": "CC0-1.0", "kind": "music" if i % 2 else "drums"}
+        for i in range(40)
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    every = evaluate_run.held_out_files(tmp_path, "test")
+    music = evaluate_run.held_out_files(tmp_path, "test", kinds=("music",))
+    assert music and set(music) < set(every)
+    assert all(int(p.stem[4:]) % 2 for p in music)
+    with pytest.raises(FileNotFoundError, match="no file of kind speech"):
+        evaluate_run.held_out_files(tmp_path, "test", kinds=("speech",))
