@@ -1,52 +1,16 @@
-"""Picture one file's MP3 damage and its restoration: spectrograms, pre-echo, coherence.
+"""Picture one file's MP3 damage and its restoration: ``mp3gan-analyze`` after ``pip install``.
 
-    python launch/analyze.py drums.flac --bitrate 64 --out fig.png
-    python launch/analyze.py drums.flac --checkpoint workdir/base
-    python launch/analyze.py --curves workdir/base --out curves.png   # training curves
-
-Without --checkpoint the "restored" panel shows the best baseline (by LSD), and the
-figure's title says so.
+Flags and code are in mp3gan/cli/analyze.py (``--help`` lists the flags).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's mp3gan
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("reference", nargs="?", help="lossless reference file (WAV/FLAC/AIFF)")
-    p.add_argument("--curves", metavar="WORKDIR", help="draw a training run's curves instead")
-    p.add_argument("--bitrate", type=int, default=64, help="MP3 CBR kbps (default 64)")
-    p.add_argument("--checkpoint", help="training workdir or model folder")
-    p.add_argument("--seconds", type=float, default=8.0, help="clip length; 0 = whole file")
-    p.add_argument("--out", default="analysis.png", help="output image (default analysis.png)")
-    args = p.parse_args(argv)
-    if (args.reference is None) == (args.curves is None):
-        p.error("give a reference file or --curves WORKDIR (one of them)")
-    if args.curves:
-        from mp3gan.evaluate_run import plot_training_curves
+from mp3gan.cli.analyze import main  # noqa: E402
 
-        try:
-            print(f"wrote {plot_training_curves(args.curves, args.out)}")
-        except FileNotFoundError as e:
-            print(f"analyze.py: error: {e}", file=sys.stderr)
-            return 2
-        return 0
-
-    from mp3gan.evaluate_run import analyze_file
-
-    path = analyze_file(
-        args.reference,
-        args.out,
-        bitrate=args.bitrate,
-        checkpoint=args.checkpoint,
-        seconds=args.seconds or None,
-    )
-    print(f"wrote {path}")
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

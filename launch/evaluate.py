@@ -1,129 +1,16 @@
-"""Evaluate the baselines (and a trained model) on held-out lossless audio: one table.
+"""Evaluate baselines (and a model) on held-out audio: ``mp3gan-evaluate`` after ``pip install``.
 
-    python launch/evaluate.py                                   # held-out test split
-    python launch/evaluate.py --checkpoint workdir/base --max-files 20 --clip-seconds 5
-    python launch/evaluate.py --data my_flacs/ --bitrates 32,64,128 --lowpass 4000
-
-Without --data it evaluates the held-out test split of the training data: the
-checkpoint's own (its data.path and split fractions, so a model is never scored on
-files it trained on), else data/corpus, else the embedded corpus.
-
-Writes OUT/results.json (per-clip values, mean and 95 % CI per (degradation, method),
-each method's improvement over the MP3 input) and OUT/results.md (the table, built from
-the JSON).
+Flags and code are in mp3gan/cli/evaluate.py (``--help`` lists the flags).
 """
 
-from __future__ import annotations
-
-import argparse
-import shlex
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = REPO / "data" / "corpus"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's mp3gan
 
+from mp3gan.cli.evaluate import main  # noqa: E402
 
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def default_data(checkpoint: str | None):
-    """``(folder, data config)`` whose test split to evaluate when --data is not given."""
-    sys.path.insert(0, str(REPO))
-    from configs.base import get_config
-
-    data_config = get_config().data
-    if checkpoint is not None and checkpoint.lower() != "none":
-        from mp3gan.checkpoint import load_config
-
-        # Hold out exactly the files training held out: same split rule and fractions.
-        data_config = load_config(checkpoint).data
-        trained_on = Path(data_config.get("path", "") or "-")
-        if not trained_on.is_absolute():
-            trained_on = REPO / trained_on  # a shipped model names data/corpus
-        if data_config.get("path", "") and trained_on.is_dir():
-            return trained_on, data_config
-    if DEFAULT_CORPUS.is_dir():
-        return DEFAULT_CORPUS, data_config
-    from mp3gan.data.embedded import ensure_embedded_corpus
-
-    print(
-        f"{DEFAULT_CORPUS} does not exist (build it: python launch/prepare_data.py "
-        "--out data/corpus --install); using the embedded corpus"
-    )
-    return ensure_embedded_corpus(), data_config
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--checkpoint", help="training workdir or model folder (default: baselines only)"
-    )
-    p.add_argument(
-        "--data",
-        help="folder of lossless references, all evaluated (default: the held-out test "
-        "split of the checkpoint's training data, else of data/corpus, else of the "
-        "embedded corpus)",
-    )
-    p.add_argument("--bitrates", default="32,64,128", help="MP3 CBR kbps, comma-separated")
-    p.add_argument("--lowpass", type=float, help="also evaluate a low-pass at this many Hz")
-    p.add_argument(
-        "--degradations",
-        help="degradation specs, comma-separated (e.g. mp3:64,vbr:0.4); replaces "
-        "--bitrates and --lowpass",
-    )
-    p.add_argument(
-        "--visqol",
-        action="store_true",
-        help="also score ViSQOL (needs the visqol extra; its Python port takes minutes a "
-        "clip on a small CPU)",
-    )
-    p.add_argument("--max-files", type=int, help="evaluate at most this many files")
-    p.add_argument(
-        "--clip-seconds",
-        type=float,
-        help="seconds per file (default: whole files; a fixed length avoids recompiling per file)",
-    )
-    p.add_argument("--sample-rate", type=int, help="resample references to this rate")
-    p.add_argument("--out", default="results/evaluate", help="output folder")
-    args = p.parse_args(argv)
-
-    split, data, data_config = None, args.data, None
-    if data is None:
-        data, data_config = default_data(args.checkpoint)
-        split = "test"
-        print(f"evaluating the held-out test split of {data}")
-
-    from mp3gan import metrics
-    from mp3gan.evaluate_run import run_evaluation
-
-    command = shlex.join(
-        ["python", "launch/evaluate.py", *(sys.argv[1:] if argv is None else argv)]
-    )
-    results = run_evaluation(
-        args.out,
-        data,
-        split=split,
-        data_config=data_config,
-        checkpoint=args.checkpoint,
-        bitrates=[int(b) for b in args.bitrates.split(",") if b.strip()],
-        lowpass_hz=args.lowpass,
-        max_files=args.max_files,
-        clip_seconds=args.clip_seconds,
-        sample_rate=args.sample_rate,
-        command=command,
-        degradations=None if args.degradations is None else _split(args.degradations),
-        skip_metrics=() if args.visqol else metrics.SLOW_METRICS,
-    )
-    out = Path(args.out)
-    print((out / "results.md").read_text())
-    print(
-        f"{results['files_evaluated']} file(s) evaluated, {len(results['failures'])} skipped; "
-        f"wrote {out / 'results.md'} and {out / 'results.json'}"
-    )
-    return 0
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

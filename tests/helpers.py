@@ -1,7 +1,7 @@
 """Test helpers: signals the tests make themselves (no downloads), small random
 generators, and the command lines of the launch scripts. Fixtures live in conftest.py."""
 
-import importlib.util
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +14,14 @@ from mp3gan.models import Generator, build_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# launch/<name>.py whose mp3gan.cli module has another name.
+CLI_MODULES = {"prepare_data": "prepare"}
+
 
 def load_cli(name: str):
-    """Import ``launch/<name>.py`` as a module (launch/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"launch_{name}", ROOT / "launch" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The code of ``launch/<name>.py``: its module in ``mp3gan.cli``, where tests can
+    patch module globals (``launch/`` holds shims over it; tests/test_cli.py checks them)."""
+    return importlib.import_module(f"mp3gan.cli.{CLI_MODULES.get(name, name)}")
 
 
 def train_command(*args: str) -> list[str]:
