@@ -157,3 +157,17 @@ def test_held_out_files_keeps_the_kinds_asked_for(tmp_path):
     assert all(int(p.stem[4:]) % 2 for p in music)
     with pytest.raises(FileNotFoundError, match="no file of kind speech"):
         evaluate_run.held_out_files(tmp_path, "test", kinds=("speech",))
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--clips-per-file", "3"], "--clips-per-file needs --clip-seconds"),
+        (["--clips-per-file", "0", "--clip-seconds", "1"], "must be at least 1"),
+        (["--kinds", "music", "--data", "."], "--kinds selects from the held-out split"),
+    ],
+)
+def test_evaluate_cli_refuses_inconsistent_clip_flags_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        load_cli("evaluate").main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -88,13 +88,32 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=float,
         help="seconds per file (default: whole files; a fixed length avoids recompiling per file)",
     )
+    p.add_argument(
+        "--clips-per-file",
+        type=int,
+        default=1,
+        help="with --clip-seconds: clips from this many equal parts of each long file "
+        "(more clips from few long songs; named file#k)",
+    )
+    p.add_argument(
+        "--kinds",
+        help="with the held-out split: only files of these manifest kinds, comma-separated "
+        "(e.g. music; a built corpus has music, drums, one-shot)",
+    )
     p.add_argument("--sample-rate", type=int, help="resample references to this rate")
     p.add_argument("--out", default="results/evaluate", help="output folder")
     return p
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    args = _parser(prog).parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.clips_per_file < 1:
+        parser.error(f"--clips-per-file must be at least 1, got {args.clips_per_file}")
+    if args.clips_per_file > 1 and args.clip_seconds is None:
+        parser.error("--clips-per-file needs --clip-seconds (the length of each clip)")
+    if args.kinds and args.data is not None:
+        parser.error("--kinds selects from the held-out split: leave out --data")
 
     split, data, data_config = None, args.data, None
     if data is None:
@@ -122,11 +141,14 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         command=command,
         degradations=None if args.degradations is None else _split(args.degradations),
         skip_metrics=() if args.visqol else metrics.SLOW_METRICS,
+        kinds=_split(args.kinds) if args.kinds else None,
+        clips_per_file=args.clips_per_file,
     )
     out = Path(args.out)
     print((out / "results.md").read_text())
     print(
-        f"{results['files_evaluated']} file(s) evaluated, {len(results['failures'])} skipped; "
+        f"{results['files_evaluated']} file(s) ({results['clips_evaluated']} clips) evaluated, "
+        f"{len(results['failures'])} skipped; "
         f"wrote {out / 'results.md'} and {out / 'results.json'}"
     )
     return 0
