@@ -367,12 +367,16 @@ def analyze_file(
     bitrate: int = 64,
     checkpoint: str | os.PathLike | None = None,
     seconds: float | None = 8.0,
+    write_audio: bool = False,
 ) -> Path:
     """Encode a lossless file to MP3, restore it and save :func:`plots.restoration_figure`.
 
     Without ``checkpoint`` the "restored" panel shows the best baseline by LSD (or the
     MP3 itself when no baseline helps) and the title says so. ``seconds`` limits the
     analysed clip (from just before the first sound; None = the whole file).
+    ``write_audio`` also writes the three signals beside the figure, as 24-bit FLAC:
+    ``<out stem>.reference.flac``, ``.mp3.flac`` (the decoded, aligned MP3) and
+    ``.restored.flac``, to listen to what the figure shows.
     """
     reference_path = Path(reference_path)
     reference, sample_rate = load_reference(reference_path, None, seconds, pad=False)
@@ -387,7 +391,18 @@ def analyze_file(
         what = f"no checkpoint: 'restored' is the {name} baseline (best by LSD)"
     title = f"{reference_path.name}: MP3 {bitrate} kbps, {sample_rate} Hz; {what}"
     fig = plots.restoration_figure(reference, degraded, restored, sample_rate, title, label)
-    return plots.save_figure(fig, out)
+    path = plots.save_figure(fig, out)
+    if write_audio:
+        signals = {"reference": reference, "mp3": degraded, "restored": restored}
+        # FLAC holds no sample beyond full scale: one gain for all three keeps them
+        # comparable (an MP3 often overshoots a reference normalised to 0 dBFS).
+        peak = max(float(np.abs(x).max()) for x in signals.values())
+        gain = min(1.0, 0.999 / peak) if peak > 0 else 1.0
+        if gain < 1.0:
+            log.info("%s: all three scaled by %.2f dB to fit FLAC", path, 20 * np.log10(gain))
+        for name, signal in signals.items():
+            audio_lib.write_audio(path.with_suffix(f".{name}.flac"), gain * signal, sample_rate)
+    return path
 
 
 def plot_training_curves(

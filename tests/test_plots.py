@@ -5,7 +5,7 @@ from helpers import burst_after_silence, clicks_and_noise, load_cli
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from mp3gan import audio, plots
+from mp3gan import audio, evaluate_run, plots
 
 SR = 44100
 
@@ -57,3 +57,22 @@ def test_training_curves_draw_losses_and_input_beside_output():
     assert {line.get_label() for line in loss_ax.get_lines()} == {"mel", "g_loss", "d_loss"}
     labels = {line.get_label() for line in eval_ax.get_lines()}
     assert labels == {"mp3:64/lsd (input)", "mp3:64/lsd (output)"}
+
+
+def test_analyze_cli_writes_the_three_signals_beside_the_figure_with_audio(tmp_path):
+    x = clicks_and_noise(int(1.2 * SR), SR, channels=2, seed=8)
+    source = tmp_path / "loop.flac"
+    audio.write_audio(source, x / np.abs(x).max(), SR)  # at 0 dBFS: the MP3 overshoots
+    out = tmp_path / "ex.png"
+    argv = [str(source), "--seconds", "1", "--out", str(out), "--audio"]
+    assert load_cli("analyze").main(argv) == 0
+    written = {
+        n: audio.read_audio(tmp_path / f"ex.{n}.flac") for n in ("reference", "mp3", "restored")
+    }
+    assert all(rate == SR and a.shape == (2, SR) for a, rate in written.values())
+    reference = written["reference"][0]
+    assert np.abs(reference).max() <= 1.0 and np.abs(written["mp3"][0]).max() <= 1.0
+    # One gain for all three: the reference is the source's clip, scaled as a whole.
+    clip = evaluate_run.load_reference(source, None, 1.0)[0]
+    ratio = np.abs(reference).max() / np.abs(clip).max()
+    np.testing.assert_allclose(reference, ratio * clip, atol=1e-4)

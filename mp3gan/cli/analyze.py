@@ -2,6 +2,7 @@
 
     python launch/analyze.py drums.flac --bitrate 64 --out fig.png
     python launch/analyze.py drums.flac --checkpoint workdir/base
+    python launch/analyze.py song.flac --audio --out ex.png  # + ex.reference/mp3/restored.flac
     python launch/analyze.py --curves workdir/base --out curves.png   # training curves
 
 Without --checkpoint the "restored" panel shows the best baseline (by LSD), and the
@@ -24,6 +25,12 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p.add_argument("--checkpoint", help="training workdir or model folder")
     p.add_argument("--seconds", type=float, default=8.0, help="clip length; 0 = whole file")
     p.add_argument("--out", default="analysis.png", help="output image (default analysis.png)")
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="also write the reference, the MP3 and the restoration beside the image "
+        "(OUT.reference.flac, OUT.mp3.flac, OUT.restored.flac)",
+    )
     args = p.parse_args(argv)
     if (args.reference is None) == (args.curves is None):
         p.error("give a reference file or --curves WORKDIR (one of them)")
@@ -45,8 +52,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         bitrate=args.bitrate,
         checkpoint=args.checkpoint,
         seconds=args.seconds or None,
+        write_audio=args.audio,
     )
-    print(f"wrote {path}")
+    print(f"wrote {path}" + (" and its three FLAC files" if args.audio else ""))
     return 0
 
 
