@@ -7,7 +7,8 @@ Rerunning the same command resumes from the work directory's latest checkpoint (
 changed data path, model, loss or degradations is refused: use a new --workdir, or
 --allow_config_change). --workdir defaults to workdir/<config file name>. Every field
 of the config can be set as --config.SECTION.FIELD=VALUE; configs/base.py lists them
-all, each with a comment. Ctrl-C or SIGTERM saves a checkpoint and stops.
+all, each with a comment (the data fields with their meanings in mp3gan/data/loader.py,
+DATA_DEFAULTS). Ctrl-C or SIGTERM saves a checkpoint and stops.
 
 Several processes (hosts, or GPUs under SLURM) train one model together when launched as
 a multi-process job: under ``srun`` with several tasks, ``mpirun``, on a Cloud TPU VM, or
