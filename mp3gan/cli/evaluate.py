@@ -33,10 +33,9 @@ def _split(text: str) -> list[str]:
 
 def default_data(checkpoint: str | None) -> tuple[Path, Any]:
     """``(folder, data config)`` whose test split to evaluate when --data is not given."""
-    sys.path.insert(0, str(REPO))
-    from configs.base import get_config
+    from mp3gan.data.loader import default_data_config
 
-    data_config = get_config().data
+    data_config = default_data_config()
     if checkpoint is not None and checkpoint.lower() != "none":
         from mp3gan.checkpoint import load_config
 
