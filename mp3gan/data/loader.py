@@ -452,7 +452,7 @@ def validation_clips(
         stem = Path(recording.path).with_suffix("").as_posix().replace("/", "_")
         clips.append(
             degrade_lib.Clip(
-                name=f"{i:02d}-{stem}-{degradation.name}",
+                name=f"{i:02d}-{stem}",
                 degradation=degradation.name,
                 reference=pair.reference,
                 degraded=pair.degraded,
