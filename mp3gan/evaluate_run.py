@@ -368,18 +368,24 @@ def analyze_file(
     checkpoint: str | os.PathLike | None = None,
     seconds: float | None = 8.0,
     write_audio: bool = False,
+    start_seconds: float = 0.0,
 ) -> Path:
     """Encode a lossless file to MP3, restore it and save :func:`plots.restoration_figure`.
 
     Without ``checkpoint`` the "restored" panel shows the best baseline by LSD (or the
     MP3 itself when no baseline helps) and the title says so. ``seconds`` limits the
-    analysed clip (from just before the first sound; None = the whole file).
+    analysed clip (from just before the first sound after ``start_seconds`` into the
+    file; None = the whole file from there).
     ``write_audio`` also writes the three signals beside the figure, as 24-bit FLAC:
     ``<out stem>.reference.flac``, ``.mp3.flac`` (the decoded, aligned MP3) and
     ``.restored.flac``, to listen to what the figure shows.
     """
     reference_path = Path(reference_path)
-    reference, sample_rate = load_reference(reference_path, None, seconds, pad=False)
+    reference, sample_rate = load_reference(reference_path, None, None, pad=False)
+    start = round(max(0.0, start_seconds) * sample_rate)
+    if start >= reference.shape[-1]:
+        raise ValueError(f"{reference_path}: start_seconds {start_seconds} is past its end")
+    reference = select_clip(reference[..., start:], sample_rate, seconds, pad=False)
     degraded = parse_degradation(f"mp3:{bitrate}")(reference, sample_rate)
     if checkpoint is not None:
         restored = model_method(checkpoint)(degraded, sample_rate)

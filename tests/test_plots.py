@@ -76,3 +76,15 @@ def test_analyze_cli_writes_the_three_signals_beside_the_figure_with_audio(tmp_p
     clip = evaluate_run.load_reference(source, None, 1.0)[0]
     ratio = np.abs(reference).max() / np.abs(clip).max()
     np.testing.assert_allclose(reference, ratio * clip, atol=1e-4)
+
+
+def test_analyze_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    x = clicks_and_noise(SR, SR, channels=1, seed=9)
+    source = tmp_path / "short.flac"
+    audio.write_audio(source, 0.5 * x / np.abs(x).max(), SR)
+    cli = load_cli("analyze")
+    for argv in ([str(tmp_path / "missing.flac")], [str(source), "--start", "5"]):
+        assert cli.main([*argv, "--out", str(tmp_path / "a.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("analyze.py: error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "a.png").exists()

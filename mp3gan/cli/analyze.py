@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p.add_argument("--bitrate", type=int, default=64, help="MP3 CBR kbps (default 64)")
     p.add_argument("--checkpoint", help="training workdir or model folder")
     p.add_argument("--seconds", type=float, default=8.0, help="clip length; 0 = whole file")
+    p.add_argument(
+        "--start", type=float, default=0.0, help="seconds into the file the clip starts from"
+    )
     p.add_argument("--out", default="analysis.png", help="output image (default analysis.png)")
     p.add_argument(
         "--audio",
@@ -46,14 +49,19 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
 
     from mp3gan.evaluate_run import analyze_file
 
-    path = analyze_file(
-        args.reference,
-        args.out,
-        bitrate=args.bitrate,
-        checkpoint=args.checkpoint,
-        seconds=args.seconds or None,
-        write_audio=args.audio,
-    )
+    try:
+        path = analyze_file(
+            args.reference,
+            args.out,
+            bitrate=args.bitrate,
+            checkpoint=args.checkpoint,
+            seconds=args.seconds or None,
+            write_audio=args.audio,
+            start_seconds=args.start,
+        )
+    except (OSError, ValueError) as e:  # a missing or unreadable file (AudioError), a bad --start
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {path}" + (" and its three FLAC files" if args.audio else ""))
     return 0
 
