@@ -300,9 +300,9 @@ def load_generator(
     path = Path(DEFAULT_CHECKPOINT if path is None else path).resolve()
     if not path.exists():
         hint = (
-            "no MP3 model is shipped yet; train one with "
-            "`python launch/train.py --config configs/base.py --workdir workdir/base` "
-            "and pass --checkpoint workdir/base"
+            "the shipped model is missing from this checkout (bring it back with "
+            "`git checkout -- checkpoints/mp3gan-base`), or pass --checkpoint with a "
+            "model of your own"
             if path == DEFAULT_CHECKPOINT
             else "no such checkpoint"
         )
