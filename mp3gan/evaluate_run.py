@@ -97,9 +97,17 @@ def bucket_length(samples: int) -> int:
 
 
 def select_clip(
-    audio: np.ndarray, sample_rate: int, seconds: float | None, pad: bool = True
+    audio: np.ndarray,
+    sample_rate: int,
+    seconds: float | None,
+    pad: bool = True,
+    start: int = 0,
 ) -> np.ndarray:
     """``seconds`` of ``audio`` whose first sound starts CLIP_LEAD_IN_S into the clip.
+
+    ``start``: look for the first sound from this sample on (a passage inside a file);
+    the lead-in before it is the file's own audio, never inserted silence, so a clip
+    from the middle of a song has no fake onset.
 
     Deterministic. Leading silence beyond the lead-in is skipped (it would score as a
     perfect match); a file that starts with its attack (a drum one-shot) gets silence
@@ -118,9 +126,9 @@ def select_clip(
         return np.pad(audio, ((0, 0), (0, bucket_length(audio.shape[-1]) - audio.shape[-1])))
     n = round(seconds * sample_rate)
     lead = round(CLIP_LEAD_IN_S * sample_rate)
-    envelope = np.abs(audio).max(axis=0)
-    first = int(np.argmax(envelope >= envelope.max() * 10 ** (CLIP_START_DB / 20)))
-    if first < lead:
+    envelope = np.abs(audio[..., start:]).max(axis=0)
+    first = start + int(np.argmax(envelope >= envelope.max() * 10 ** (CLIP_START_DB / 20)))
+    if first < lead:  # only at the very start of a file
         audio = np.pad(audio, ((0, 0), (lead - first, 0)))
         first = lead
     clip = audio[..., first - lead : first - lead + n]
@@ -162,12 +170,18 @@ def load_reference_clips(
         reference = audio_lib.resample(reference, rate, target)
     parts = max(1, int(clips_per_file)) if clip_seconds is not None else 1
     length = reference.shape[-1]
-    clips = []
-    for k in range(parts):
+    peak = float(np.abs(reference).max(initial=0.0))
+    clips = [select_clip(reference, target, clip_seconds, pad)]
+    for k in range(1, parts):
         part = reference[..., k * length // parts : (k + 1) * length // parts]
-        if k and (part.shape[-1] < round(clip_seconds * target) or not np.any(part)):
+        # A part too short for a clip, or only a quiet tail (40 dB below the file's
+        # peak), gives no clip of its own.
+        if part.shape[-1] < round(clip_seconds * target):
             continue
-        clips.append(select_clip(part if k else reference, target, clip_seconds, pad))
+        if float(np.abs(part).max()) < peak * 10 ** (CLIP_START_DB / 20):
+            continue
+        # Cut from the whole file, so the lead-in is the song itself, not silence.
+        clips.append(select_clip(reference, target, clip_seconds, pad, k * length // parts))
     if not np.any(clips[0]):
         raise audio_lib.AudioError(f"{path}: the clip is digital silence")
     return clips, target
@@ -382,10 +396,15 @@ def analyze_file(
     """
     reference_path = Path(reference_path)
     reference, sample_rate = load_reference(reference_path, None, None, pad=False)
-    start = round(max(0.0, start_seconds) * sample_rate)
-    if start >= reference.shape[-1]:
-        raise ValueError(f"{reference_path}: start_seconds {start_seconds} is past its end")
-    reference = select_clip(reference[..., start:], sample_rate, seconds, pad=False)
+    start = round(start_seconds * sample_rate)
+    if not 0 <= start < reference.shape[-1]:
+        raise ValueError(f"{reference_path}: start {start_seconds} s is outside the file")
+    if start and not np.any(reference[..., start:]):
+        raise ValueError(f"{reference_path}: only digital silence after {start_seconds} s")
+    if seconds is None:
+        reference = reference[..., start:]
+    else:
+        reference = select_clip(reference, sample_rate, seconds, pad=False, start=start)
     degraded = parse_degradation(f"mp3:{bitrate}")(reference, sample_rate)
     if checkpoint is not None:
         restored = model_method(checkpoint)(degraded, sample_rate)

@@ -127,7 +127,16 @@ def test_clips_per_file_cuts_clips_from_equal_parts_of_a_long_file(tmp_path):
     audio.write_audio(tmp_path / "long.flac", 0.9 * x / np.abs(x).max(), SR)
     clips, rate = evaluate_run.load_reference_clips(tmp_path / "long.flac", None, 1.0, 3)
     assert rate == SR and [c.shape for c in clips] == [(2, SR)] * 3
-    assert not np.array_equal(clips[1], clips[2])  # each from its own part of the file
+    # Each from its own part, cut from the whole file: the lead-in is the recording
+    # itself (no silence put in front of a passage in the middle of a song).
+    whole = audio.read_audio(tmp_path / "long.flac")[0]
+    for k in (1, 2):
+        start = evaluate_run.select_clip(whole, SR, 1.0, start=k * whole.shape[-1] // 3)
+        np.testing.assert_array_equal(clips[k], start)
+        windows = np.lib.stride_tricks.sliding_window_view(whole[0], 64)
+        (begin, *_) = np.flatnonzero((windows == clips[k][0, :64]).all(axis=1))
+        np.testing.assert_array_equal(whole[:, begin : begin + SR], clips[k])
+        assert begin >= k * whole.shape[-1] // 3 - round(evaluate_run.CLIP_LEAD_IN_S * SR)
     np.testing.assert_array_equal(
         clips[0], evaluate_run.load_reference(tmp_path / "long.flac", None, 1.0)[0]
     )
