@@ -37,6 +37,12 @@ MP3_FRAME = 1152
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 # libsndfile rejects compression_level == 1.0; the CBR map is 320 - 288 * level kbps.
 _MAX_LEVEL = 0.9999
+# The model's sample rate: corpora are rendered at it, training crops and validation
+# clips are at it, and restore resamples every input to it (and back).
+MODEL_SAMPLE_RATE = 44100
+# What takes audio [C, T] at a sample rate and returns audio [C, T] at that rate: a
+# model's predict function, a baseline, any method evaluation scores. One name for it.
+PredictFn = Callable[[np.ndarray, int], np.ndarray]
 # Formats we write, by extension; FLAC is 24-bit so restoration output never loses headroom.
 WRITE_FORMATS = {".wav": ("WAV", "FLOAT"), ".flac": ("FLAC", "PCM_24")}
 READ_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".mp3", ".ogg")
@@ -46,12 +52,6 @@ READ_BLOCK = 65536  # frames per block when a file is read (or streamed) block b
 # 320 GiB to resample, 185 channels ran 185 network rows per chunk. 4 kHz is half the
 # lowest rate in use (telephony, 8 kHz); 768 kHz is the highest converters offer; 64
 # channels is seventh-order ambisonics, the largest layout in use.
-# The model's sample rate: corpora are rendered at it, training crops and validation
-# clips are at it, and restore resamples every input to it (and back).
-MODEL_SAMPLE_RATE = 44100
-# What takes audio [C, T] at a sample rate and returns audio [C, T] at that rate: a
-# model's predict function, a baseline, any method evaluation scores. One name for it.
-PredictFn = Callable[[np.ndarray, int], np.ndarray]
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 768000
 MAX_CHANNELS = 64

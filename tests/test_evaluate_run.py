@@ -174,6 +174,7 @@ def test_held_out_files_keeps_the_kinds_asked_for(tmp_path):
         (["--clips-per-file", "3"], "--clips-per-file needs --clip-seconds"),
         (["--clips-per-file", "0", "--clip-seconds", "1"], "must be at least 1"),
         (["--kinds", "music", "--data", "."], "--kinds selects from the held-out split"),
+        (["--kinds", ","], "--kinds needs at least one kind"),
     ],
 )
 def test_evaluate_cli_refuses_inconsistent_clip_flags_in_one_line(argv, message, capsys):

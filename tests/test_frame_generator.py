@@ -120,3 +120,22 @@ def test_shape_polymorphic_stft_exports_with_a_symbolic_length():
     exported = jax.export.export(jax.jit(roundtrip))(spec)
     x = noise(3, (2, 333))
     np.testing.assert_allclose(exported.call(x), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("dilation", [1, 2, 4])
+@pytest.mark.parametrize("frames", [1, 5, 40])
+def test_depthwise_conv_equals_the_grouped_conv_it_replaces(dilation, frames):
+    from mp3gan.models.frame_generator import depthwise_conv
+
+    conv = nnx.Conv(
+        16,
+        16,
+        (7,),
+        kernel_dilation=dilation,
+        feature_group_count=16,
+        padding="SAME",
+        rngs=nnx.Rngs(dilation),
+    )
+    conv.bias[...] = jax.random.normal(jax.random.key(1), (16,))
+    h = jax.random.normal(jax.random.key(frames), (3, frames, 16))
+    np.testing.assert_allclose(depthwise_conv(h, conv), conv(h), atol=1e-5)

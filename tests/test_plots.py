@@ -75,7 +75,10 @@ def test_analyze_cli_writes_the_three_signals_beside_the_figure_with_audio(tmp_p
     # One gain for all three: the reference is the source's clip, scaled as a whole.
     clip = evaluate_run.load_reference(source, None, 1.0)[0]
     ratio = np.abs(reference).max() / np.abs(clip).max()
+    assert ratio < 0.999  # the MP3 overshot full scale: all three were turned down
     np.testing.assert_allclose(reference, ratio * clip, atol=1e-4)
+    mp3 = audio.mp3_roundtrip(clip, SR, bitrate=64)
+    np.testing.assert_allclose(written["mp3"][0], ratio * mp3, atol=1e-4)
 
 
 def test_analyze_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

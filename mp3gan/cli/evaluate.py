@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error(f"--clips-per-file must be at least 1, got {args.clips_per_file}")
     if args.clips_per_file > 1 and args.clip_seconds is None:
         parser.error("--clips-per-file needs --clip-seconds (the length of each clip)")
+    if args.kinds is not None and not _split(args.kinds):
+        parser.error("--kinds needs at least one kind, e.g. --kinds music")
     if args.kinds and args.data is not None:
         parser.error("--kinds selects from the held-out split: leave out --data")
 
@@ -120,13 +122,32 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         split = "test"
         print(f"evaluating the held-out test split of {data}")
 
+    try:
+        results = _run(args, data, split, data_config, prog, argv)
+    except FileNotFoundError as e:  # no such file or kind in the split, no references
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    print((out / "results.md").read_text())
+    print(
+        f"{results['files_evaluated']} file(s) ({results['clips_evaluated']} clips) evaluated, "
+        f"{len(results['failures'])} skipped; "
+        f"wrote {out / 'results.md'} and {out / 'results.json'}"
+    )
+    return 0
+
+
+def _run(
+    args: argparse.Namespace, data, split, data_config, prog: str, argv: list[str] | None
+) -> dict:
+    """The evaluation the flags ask for; returns results.json's content."""
     from mp3gan import metrics
     from mp3gan.evaluate_run import run_evaluation
 
     # The command recorded in results.json, as it was typed.
     invoked = ["python", "launch/evaluate.py"] if prog == PROG else [prog]
     command = shlex.join([*invoked, *(sys.argv[1:] if argv is None else argv)])
-    results = run_evaluation(
+    return run_evaluation(
         args.out,
         data,
         split=split,
@@ -143,14 +164,6 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         kinds=_split(args.kinds) if args.kinds else None,
         clips_per_file=args.clips_per_file,
     )
-    out = Path(args.out)
-    print((out / "results.md").read_text())
-    print(
-        f"{results['files_evaluated']} file(s) ({results['clips_evaluated']} clips) evaluated, "
-        f"{len(results['failures'])} skipped; "
-        f"wrote {out / 'results.md'} and {out / 'results.json'}"
-    )
-    return 0
 
 
 def run() -> None:

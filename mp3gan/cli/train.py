@@ -112,6 +112,11 @@ def _configs_importable(argv: list[str]) -> None:
     folder = Path(path).expanduser().resolve().parent
     if folder.name == "configs" and str(folder.parent) not in sys.path:
         sys.path.insert(0, str(folder.parent))
+    # A config kept elsewhere may still build on this checkout's configs/base.py.
+    from mp3gan.cli import REPO
+
+    if (REPO / "configs").is_dir() and str(REPO) not in sys.path:
+        sys.path.append(str(REPO))
 
 
 def parse_flags(argv: list[str], prog: str = PROG) -> list[str]:
