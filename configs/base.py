@@ -33,18 +33,22 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.mel = 45.0  # L1 log-mel weight (HiFi-GAN's 45)
     c.loss.mr_stft = 1.0  # multi-resolution STFT loss weight
-    c.loss.stft_fft_sizes = (512, 1024, 2048)  # resolutions of the MR-STFT loss
+    # Resolutions of the MR-STFT loss: 128 and 256 (2.9 and 5.8 ms) see transients and
+    # the noise MP3 smears in front of them, which 2048-sample frames average away.
+    c.loss.stft_fft_sizes = (128, 256, 512, 1024, 2048)
     # Phase-aware: error of the power-compressed complex STFT relative to the reference's
     # energy (~0.06 for MP3 at 64 kbps). It prefers no band to a band at the wrong phase,
     # which keeps SI-SDR (and good MP3s) intact against the magnitude terms. 0 disables.
     c.loss.complex = 100.0
-    # Error in the 25 ms before each onset, as log10 of its ratio to the MP3's error there
-    # (0 = as the input, -1 = 10 dB less): pre-echo is where whole-clip losses hardly look.
-    c.loss.pre_echo = 5.0
+    # The 2-8 kHz energy of the 10 ms before each onset against the reference's, as |log10|
+    # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look.
+    c.loss.pre_echo = 150.0
     # Do no harm: waveform error as log10 of its ratio to the MP3's error (0 = as the input,
     # -0.1 = 1 dB better SDR). The spectral terms are level-relative and would trade the
     # loud band's accuracy (SI-SDR) for the quiet one's; this term is steepest on good MP3s.
-    c.loss.waveform = 20.0
+    # Its gradient grows as 1 / error: on a 128 kbps clip it outweighs every other term
+    # together (weighted norms 430 at weight 60 vs pre-echo 75, mel 30), so keep it low.
+    c.loss.waveform = 10.0
     c.loss.coherence = 1.0  # (1 - coherence) weight; 0 disables the term
     c.loss.coherence_min_hz = 4000.0  # coherence loss counts bins from here up
     c.loss.adversarial = 1.0  # LSGAN generator loss weight

@@ -204,54 +204,79 @@ def _band_energy(x: jax.Array, sample_rate: int, n_fft: int, hop: int, band) -> 
     return jnp.einsum("...ft,f->...t", spec.real**2 + spec.imag**2, keep)
 
 
+def _trailing_sum(x: jax.Array, n: int) -> jax.Array:
+    """``sum(x[..., t - n + 1 : t + 1])`` for every ``t`` (zeros before the start).
+
+    A windowed sum, not a difference of running sums: over a clip of loud and quiet
+    frames, float32 cancellation in ``cumsum[t] - cumsum[t - n]`` can exceed a quiet
+    window's own energy and even turn it negative (a NaN under the log).
+    """
+    padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - 1, 0)])
+    ones = (1,) * x.ndim
+    return jax.lax.reduce_window(padded, 0.0, jax.lax.add, ones[:-1] + (n,), ones, "VALID")
+
+
 def pre_echo_loss(
     reference: jax.Array,
-    degraded: jax.Array,
     estimate: jax.Array,
     sample_rate: int,
-    window_ms: float = 25.0,
-    guard_ms: float = 2.0,
+    window_ms: float = 10.0,
+    guard_ms: float = 1.0,
     band_hz: tuple[float, float] = (2000.0, 8000.0),
 ) -> jax.Array:
-    """How much error the estimate leaves just before the reference's onsets, relative
-    to the MP3 input's error there: ``log10(E_out / E_in)`` (0 = as the input, −1 = ten
-    times less), averaged over the clips (0 for a clip without onsets).
+    """How far the estimate's 2-8 kHz energy envelope is from the reference's in the
+    ``window_ms`` before each onset: ``mean |log10 E_est(t) − log10 E_ref(t)|`` over the
+    short frames ``t`` there (0.1 = 1 dB), averaged over clips (0 for one without onsets).
 
-    Pre-echo lives in the few milliseconds before an attack, where whole-clip spectral
-    losses hardly look: this term looks only there. Onsets are found as the metric
-    (:func:`mp3gan.metrics.find_onsets`) finds them, on 2-8 kHz energy: a frame at least
-    15 dB above the mean of the 50 ms before it, and within 50 dB of the clip's loudest.
-    The error (estimate − reference) is measured in the same band over the
-    ``window_ms`` before each onset, ending ``guard_ms`` before it (frames of 2.9 ms:
-    none reaches into the attack).
+    It is the differentiable twin of :func:`mp3gan.metrics.pre_echo_db`: the same band,
+    the same onsets, the same window, energy rather than error. Pre-echo is MP3's
+    quantisation noise spread into the quiet lead-in of an attack; no network can
+    subtract noise it cannot predict, but it can bring the lead-in's *envelope* back
+    down to the reference's, which is what is heard and what the metric measures. Both
+    sides of the difference count, so a dulled lead-in is as wrong as a smeared one.
+    Frames are 2.9 ms long every 0.7 ms (``n_fft`` 128, hop 32 at 44.1 kHz), the
+    window ends ``guard_ms`` plus half a frame before the first frame that holds the
+    attack, so no frame of the window reaches into it. Onsets are found as the metric
+    finds them: a frame at least 15 dB above the mean of the 50 ms before it, and
+    within 50 dB of the clip's loudest frame. Both energies are floored at 60 dB below
+    the clip's loudest frame, so digital silence before an attack stays finite.
     """
-    n_fft, hop = 128, 32  # 2.9 ms frames every 0.7 ms at 44.1 kHz
+    n_fft, hop = 128, 32
     frames_per_ms = sample_rate / hop / 1000.0
     history = max(1, round(50.0 * frames_per_ms))
     window = max(1, round(window_ms * frames_per_ms))
     guard = max(1, round(guard_ms * frames_per_ms))
     energy = jax.lax.stop_gradient(_band_energy(reference, sample_rate, n_fft, hop, band_hz))
-    # Mean of the `history` frames before each frame (a running sum, zero-padded).
-    padded = jnp.pad(energy, [(0, 0)] * (energy.ndim - 1) + [(history, 0)])
-    running = jnp.cumsum(padded, axis=-1)
-    before = (running[..., history:] - running[..., :-history]) / history
-    before = jnp.concatenate([padded[..., :1] * 0 + jnp.inf, before[..., :-1]], axis=-1)
-    loud = (energy > 0) & (energy >= 1e-5 * jnp.max(energy, axis=-1, keepdims=True))
-    onset = (energy >= before * 10**1.5) & loud
-    # Frames t with an onset in (t + guard, t + guard + window]: a max over the future.
-    ahead = jnp.pad(onset.astype(jnp.float32), [(0, 0)] * (onset.ndim - 1) + [(0, guard + window)])
-    ahead = jax.lax.reduce_window(
-        ahead, 0.0, jax.lax.max, (1,) * (onset.ndim - 1) + (window,), (1,) * onset.ndim, "VALID"
+    # Mean of the `history` frames before each frame (none before the first: inf).
+    before = _trailing_sum(energy, history) / history
+    before = jnp.concatenate([jnp.full_like(before[..., :1], jnp.inf), before[..., :-1]], -1)
+    loudest = jnp.max(energy, axis=-1, keepdims=True)
+    loud = (energy > 0) & (energy >= 1e-5 * loudest)
+    jump = ((energy >= before * 10**1.5) & loud).astype(jnp.float32)
+    # One onset per attack, as the metric counts them: the first jump in 50 ms. (A
+    # rising attack jumps in several frames; the later ones' windows would hold it.)
+    ones = (1,) * jump.ndim
+    recent = jax.lax.reduce_window(
+        jnp.pad(jump, [(0, 0)] * (jump.ndim - 1) + [(history, 0)]),
+        0.0,
+        jax.lax.max,
+        ones[:-1] + (history,),
+        ones,
+        "VALID",
+    )[..., :-1]
+    onset = jump * (1.0 - recent)
+    # The frame that ends each onset's window: `guard + 1` frames before the onset.
+    shift = guard + 1
+    ends = jnp.pad(onset, [(0, 0)] * (onset.ndim - 1) + [(0, shift)])
+    ends = ends[..., shift:]
+    e_est = _band_energy(estimate, sample_rate, n_fft, hop, band_hz)
+    floor = window * (1e-6 * loudest + 1e-12)
+    distance = jnp.abs(
+        jnp.log10(_trailing_sum(e_est, window) + floor)
+        - jnp.log10(_trailing_sum(energy, window) + floor)
     )
-    mask = ahead[..., guard + 1 : guard + 1 + onset.shape[-1]]
-    err_out = _band_energy(estimate - reference, sample_rate, n_fft, hop, band_hz)
-    err_in = jax.lax.stop_gradient(
-        _band_energy(degraded - reference, sample_rate, n_fft, hop, band_hz)
-    )
-    e_out, e_in = jnp.sum(err_out * mask, axis=-1), jnp.sum(err_in * mask, axis=-1)
-    floor = 1e-6 * jnp.sum(energy * mask, axis=-1) + 1e-12
-    has = jnp.sum(mask, axis=-1) > 0
-    ratio = jnp.log10((e_out + floor) / (e_in + floor))
+    count = jnp.sum(ends, axis=-1)
+    per_clip = jnp.sum(distance * ends, axis=-1) / jnp.maximum(count, 1.0)
     # A plain mean over clips (those without onsets count 0): averaging over the clips
-    # *with* onsets would weigh devices unequally under pmap (pmean of ratios).
-    return jnp.mean(jnp.where(has, ratio, 0.0))
+    # *with* onsets would weigh devices unequally under pmap (pmean of means).
+    return jnp.mean(per_clip)

@@ -74,16 +74,16 @@ def make_optimizer(optim: ml_collections.ConfigDict, lr: float, total_steps: int
 def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degraded=None) -> dict:
     """The non-adversarial loss terms, each a per-example mean over the batch.
 
-    ``degraded`` (the generator's input) is needed by the terms measured against the
-    input's own error (pre-echo, waveform)."""
+    ``degraded`` (the generator's input) is needed by the term measured against the
+    input's own error (waveform)."""
     terms = {
         "mel": losses.mel_loss(reference, estimate, sample_rate),
         "mr_stft": losses.multi_resolution_stft_loss(
             reference, estimate, fft_sizes=tuple(loss_cfg.stft_fft_sizes)
         ),
     }
-    if loss_cfg.get("pre_echo", 0) > 0 and degraded is not None:
-        terms["pre_echo"] = losses.pre_echo_loss(reference, degraded, estimate, sample_rate)
+    if loss_cfg.get("pre_echo", 0) > 0:
+        terms["pre_echo"] = losses.pre_echo_loss(reference, estimate, sample_rate)
     if loss_cfg.get("waveform", 0) > 0 and degraded is not None:
         terms["waveform"] = losses.waveform_error_ratio_loss(reference, degraded, estimate)
     if loss_cfg.get("complex", 0) > 0:

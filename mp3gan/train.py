@@ -264,18 +264,40 @@ def train_and_evaluate(
         checkpoints.close()
 
 
-def _generator_params(path: str, state: TrainState):
-    """The generator parameters of the model at ``path``, checked to fit this config's."""
+def _generator_params(path: str, state: TrainState, say=print):
+    """The generator parameters of the model at ``path``, checked to fit this config's.
+
+    Parameters this config's generator has and the model lacks (a stage added since,
+    e.g. ``mask`` or ``fine_hop``, whose heads start at the identity) keep their fresh
+    initialisation and are named; every parameter the model has must be here, same shape.
+    """
     generator, _ = checkpoint.load_generator(path)
-    params = nnx.state(generator, nnx.Param)
-    want = jax.tree.map(lambda x: (x.shape, x.dtype), state.g_params)
-    have = jax.tree.map(lambda x: (x.shape, x.dtype), params)
-    if jax.tree.structure(want) != jax.tree.structure(have) or want != have:
+    have = {_param_name(p): x for p, x in _leaves(nnx.state(generator, nnx.Param))}
+    want = _leaves(state.g_params)
+    names = {_param_name(p) for p, _ in want}
+    extra = sorted(set(have) - names)
+    wrong = [n for p, x in want if (n := _param_name(p)) in have and have[n].shape != x.shape]
+    if extra or wrong:
         raise ConfigError(
             f"train.init_from: {path} holds a generator of another shape than "
-            "model.generator describes; use the model's own config (its config.json)"
+            f"model.generator describes ({(extra + wrong)[0]}); use the model's own config "
+            "(its config.json), optionally with stages it lacks added"
         )
-    return jax.tree.map(lambda x: x, params)
+    fresh = sorted(names - set(have))
+    if fresh:
+        say(f"train.init_from: new parameters start at their initialisation: {', '.join(fresh)}")
+    leaves = [have.get(_param_name(p), x) for p, x in want]
+    return jax.tree.unflatten(jax.tree.structure(state.g_params), leaves)
+
+
+def _leaves(tree) -> list:
+    return jax.tree_util.tree_flatten_with_path(tree)[0]
+
+
+def _param_name(path) -> str:
+    """``blocks.0.expand.kernel`` for a parameter's tree path (without ``.value``)."""
+    parts = [getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path]
+    return ".".join(str(p) for p in parts if p != "value")
 
 
 class Schedule:
@@ -336,7 +358,7 @@ def _train(config, workdir, state, statics, checkpoints, loader, logger, say) ->
     if resumed is None and config.train.get("init_from", ""):
         # A new run that starts from a model's generator (e.g. the shipped one); the
         # discriminators and optimisers start fresh.
-        state = state.replace(g_params=_generator_params(config.train.init_from, state))
+        state = state.replace(g_params=_generator_params(config.train.init_from, state, say))
         say(f"generator initialised from {config.train.init_from}")
     start = int(state.step)
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from helpers import clicks_and_noise, run_train_cli
 
 from configs import tiny
@@ -213,3 +214,32 @@ def test_a_new_run_can_start_from_a_models_generator(tmp_path):
     other.train.init_from = str(tmp_path / "model")
     with pytest.raises(train.ConfigError, match="another shape"):
         train.train_and_evaluate(other, tmp_path / "third")
+
+
+def test_a_model_without_the_newer_stages_starts_a_run_that_has_them(tmp_path, capsys):
+    # The shipped model of an earlier layout (no mask, no fine stage) initialises a
+    # generator that has them: its parameters are copied, the new heads start at the
+    # identity, and a model with parameters the config lacks is refused.
+    config = tiny.get_config()
+    config.model.generator.update(mask=False, fine_hop=0)
+    config.train.steps = 2
+    trained = train.train_and_evaluate(config, tmp_path / "old")
+    generator, saved_config = checkpoint.load_generator(tmp_path / "old")
+    checkpoint.save_generator(tmp_path / "model", generator, saved_config)
+    grown = tiny.get_config()
+    assert grown.model.generator.mask and grown.model.generator.fine_hop
+    grown.train.init_from = str(tmp_path / "model")
+    grown.train.steps = 0
+    started = train.train_and_evaluate(grown, tmp_path / "grown")
+    assert "new parameters start at their initialisation: fine_head.bias" in capsys.readouterr().out
+    old = dict(nnx.to_flat_state(trained.g_params))
+    for path, value in nnx.to_flat_state(started.g_params):
+        if path in old:
+            np.testing.assert_array_equal(value.get_value(), old[path].get_value())
+        else:
+            assert path[0] in ("mask_head", "fine_head") and not np.any(value.get_value())
+    grown_model, grown_config = checkpoint.load_generator(tmp_path / "grown")
+    checkpoint.save_generator(tmp_path / "grown_model", grown_model, grown_config)
+    config.train.init_from = str(tmp_path / "grown_model")
+    with pytest.raises(train.ConfigError, match="another shape.*fine_head"):
+        train.train_and_evaluate(config, tmp_path / "shrunk")
