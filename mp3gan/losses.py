@@ -224,22 +224,26 @@ def pre_echo_loss(
     guard_ms: float = 1.0,
     band_hz: tuple[float, float] = (2000.0, 8000.0),
 ) -> jax.Array:
-    """How far the estimate's 2-8 kHz energy envelope is from the reference's in the
-    ``window_ms`` before each onset: ``mean |log10 E_est(t) − log10 E_ref(t)|`` over the
-    short frames ``t`` there (0.1 = 1 dB), averaged over clips (0 for one without onsets).
+    """How far the estimate's 2-8 kHz energy is from the reference's in the ``window_ms``
+    before each onset: ``|log10(E_est / E_ref)|`` of the energies summed over that
+    window (0.1 = 1 dB), averaged over the clip's onsets, then over clips (0 for a clip
+    without onsets).
 
     It is the differentiable twin of :func:`mp3gan.metrics.pre_echo_db`: the same band,
-    the same onsets, the same window, energy rather than error. Pre-echo is MP3's
-    quantisation noise spread into the quiet lead-in of an attack; no network can
-    subtract noise it cannot predict, but it can bring the lead-in's *envelope* back
-    down to the reference's, which is what is heard and what the metric measures. Both
-    sides of the difference count, so a dulled lead-in is as wrong as a smeared one.
-    Frames are 2.9 ms long every 0.7 ms (``n_fft`` 128, hop 32 at 44.1 kHz), the
-    window ends ``guard_ms`` plus half a frame before the first frame that holds the
-    attack, so no frame of the window reaches into it. Onsets are found as the metric
-    finds them: a frame at least 15 dB above the mean of the 50 ms before it, and
-    within 50 dB of the clip's loudest frame. Both energies are floored at 60 dB below
-    the clip's loudest frame, so digital silence before an attack stays finite.
+    the same window, energy rather than error. Pre-echo is MP3's quantisation noise
+    spread into the quiet lead-in of an attack; no network can subtract noise it cannot
+    predict, but it can bring the lead-in's *level* back down to the reference's, which
+    is what is heard and what the metric measures. Both sides count, so a dulled
+    lead-in is as wrong as a smeared one. Frames are 2.9 ms long every 0.7 ms
+    (``n_fft`` 128, hop 32 at 44.1 kHz); the window's last frame ends ``guard_ms``
+    before the first sample of the onset frame (the first frame whose energy jumped),
+    so no frame of the window shares a sample with it. Onsets are found nearly as the
+    metric finds them: a frame at least 15 dB above the mean of the 50 ms before it
+    (none in the first 50 ms), within 50 dB of the clip's loudest frame, and no jump in
+    the 50 ms before it (the metric asks for no *onset* there, a sequential rule; the
+    two differ only for attacks closer than 50 ms in a row). Both energies are floored
+    at 60 dB below the clip's loudest frame, so digital silence before an attack stays
+    finite.
     """
     n_fft, hop = 128, 32
     frames_per_ms = sample_rate / hop / 1000.0
@@ -250,6 +254,7 @@ def pre_echo_loss(
     # Mean of the `history` frames before each frame (none before the first: inf).
     before = _trailing_sum(energy, history) / history
     before = jnp.concatenate([jnp.full_like(before[..., :1], jnp.inf), before[..., :-1]], -1)
+    before = jnp.where(jnp.arange(energy.shape[-1]) < history, jnp.inf, before)
     loudest = jnp.max(energy, axis=-1, keepdims=True)
     loud = (energy > 0) & (energy >= 1e-5 * loudest)
     jump = ((energy >= before * 10**1.5) & loud).astype(jnp.float32)
@@ -265,8 +270,9 @@ def pre_echo_loss(
         "VALID",
     )[..., :-1]
     onset = jump * (1.0 - recent)
-    # The frame that ends each onset's window: `guard + 1` frames before the onset.
-    shift = guard + 1
+    # The frame that ends each onset's window: its last sample `guard` frames before the
+    # onset frame's first (frames overlap by n_fft - hop samples).
+    shift = guard + n_fft // hop
     ends = jnp.pad(onset, [(0, 0)] * (onset.ndim - 1) + [(0, shift)])
     ends = ends[..., shift:]
     e_est = _band_energy(estimate, sample_rate, n_fft, hop, band_hz)

@@ -276,7 +276,11 @@ def _generator_params(path: str, state: TrainState, say=print):
     want = _leaves(state.g_params)
     names = {_param_name(p) for p, _ in want}
     extra = sorted(set(have) - names)
-    wrong = [n for p, x in want if (n := _param_name(p)) in have and have[n].shape != x.shape]
+    wrong = [
+        n
+        for p, x in want
+        if (n := _param_name(p)) in have and (have[n].shape, have[n].dtype) != (x.shape, x.dtype)
+    ]
     if extra or wrong:
         raise ConfigError(
             f"train.init_from: {path} holds a generator of another shape than "

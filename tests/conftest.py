@@ -24,10 +24,16 @@ def clicks():
     return clicks_and_noise
 
 
-@pytest.fixture(scope="module", params=["unet", "frame"])
+@pytest.fixture(scope="module", params=["unet", "frame", "frame+gains"])
 def gen(request):
-    """A small random generator of each kind: the restore and export tests run for both."""
-    return random_generator(size=SMALL if request.param == "unet" else SMALL_FRAME)
+    """A small random generator of each kind (the frame kind also with its gain stages,
+    whose fine stage re-analyses stage one's output): restore and export run for all."""
+    sizes = {
+        "unet": SMALL,
+        "frame": SMALL_FRAME,
+        "frame+gains": dict(SMALL_FRAME, mask=True, fine_hop=4),
+    }
+    return random_generator(size=sizes[request.param])
 
 
 @pytest.fixture(scope="module")

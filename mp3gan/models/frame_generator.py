@@ -225,6 +225,12 @@ class FrameGenerator(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         length = x.shape[-1]
+        # Work on whole hops (zeros after the end; the STFT pads so anyway): the fine
+        # stage then sees stage one's output past the end as a chunked restore does,
+        # whose last chunk ends on the hop grid, and a file equals its chunks exactly.
+        padded = (length + self.hop - 1) // self.hop * self.hop
+        x_in = x
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - length)])
         # dsp.stft's numbers, in a form that exports with a symbolic length.
         spec = dsp.shape_polymorphic_stft(x, self.n_fft, self.hop)  # [B, bins, frames]
         spec_c = dsp.compress(spec, self.power)
@@ -239,10 +245,12 @@ class FrameGenerator(nnx.Module):
         if self.mask:
             out_c = out_c + self.mask_head(h).swapaxes(-1, -2) * spec_c
         correction = dsp.decompress(out_c, self.power) - dsp.decompress(spec_c, self.power)
-        y = x + dsp.shape_polymorphic_istft(correction, self.n_fft, self.hop, length).astype(x.dtype)
+        y = x + dsp.shape_polymorphic_istft(correction, self.n_fft, self.hop, padded).astype(
+            x.dtype
+        )
         if self.fine_hop:
             y = y + self._fine_correction(y, h).astype(x.dtype)
-        return y
+        return jax.lax.slice_in_dim(y, 0, length, axis=-1).astype(x_in.dtype)
 
     def _fine_correction(self, y: jax.Array, h: jax.Array) -> jax.Array:
         """``istft((G − 1) · STFT_fine(y))``: gains ``G = exp(4 tanh(a / 4))`` (between
