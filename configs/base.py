@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.model = ml_collections.ConfigDict()
     # Generator: ``kind`` ("frame": ConvNeXt on the compressed complex STFT at hop 128,
-    # with a gain stage at hop 32, ~0.52 GMAC per channel-second; "unet": the 1-D U-Net)
+    # with a gain stage at hop 32, ~0.53 GMAC per channel-second; "unet": the 1-D U-Net)
     # and that class's kwargs (mp3gan/models/frame_generator.py, mp3gan/models/unet.py).
     c.model.generator = ml_collections.ConfigDict(models.BASE_GENERATOR)
     # Discriminator kwargs (mp3gan/models/discriminators.py): multi-period + multi-res STFT,
