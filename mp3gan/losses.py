@@ -204,16 +204,25 @@ def _band_energy(x: jax.Array, sample_rate: int, n_fft: int, hop: int, band) -> 
     return jnp.einsum("...ft,f->...t", spec.real**2 + spec.imag**2, keep)
 
 
-def _trailing_sum(x: jax.Array, n: int) -> jax.Array:
-    """``sum(x[..., t - n + 1 : t + 1])`` for every ``t`` (zeros before the start).
+def _trailing(x: jax.Array, n: int, op=jax.lax.add) -> jax.Array:
+    """``op`` (add: a sum; max) over ``x[..., t - n + 1 : t + 1]`` for every ``t``
+    (zeros before the start).
 
-    A windowed sum, not a difference of running sums: over a clip of loud and quiet
-    frames, float32 cancellation in ``cumsum[t] - cumsum[t - n]`` can exceed a quiet
-    window's own energy and even turn it negative (a NaN under the log).
+    A windowed reduction, not a difference of running sums: over a clip of loud and
+    quiet frames, float32 cancellation in ``cumsum[t] - cumsum[t - n]`` can exceed a
+    quiet window's own energy and even turn it negative (a NaN under the log).
     """
     padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - 1, 0)])
     ones = (1,) * x.ndim
-    return jax.lax.reduce_window(padded, 0.0, jax.lax.add, ones[:-1] + (n,), ones, "VALID")
+    return jax.lax.reduce_window(padded, 0.0, op, ones[:-1] + (n,), ones, "VALID")
+
+
+def _delayed(x: jax.Array, frames: int = 1) -> jax.Array:
+    """``x`` moved ``frames`` later in time (zeros in front); negative: earlier."""
+    pad = [(0, 0)] * (x.ndim - 1)
+    if frames >= 0:
+        return jnp.pad(x, pad + [(frames, 0)])[..., : x.shape[-1]]
+    return jnp.pad(x, pad + [(0, -frames)])[..., -frames:]
 
 
 def pre_echo_loss(
@@ -251,35 +260,23 @@ def pre_echo_loss(
     window = max(1, round(window_ms * frames_per_ms))
     guard = max(1, round(guard_ms * frames_per_ms))
     energy = jax.lax.stop_gradient(_band_energy(reference, sample_rate, n_fft, hop, band_hz))
-    # Mean of the `history` frames before each frame (none before the first: inf).
-    before = _trailing_sum(energy, history) / history
-    before = jnp.concatenate([jnp.full_like(before[..., :1], jnp.inf), before[..., :-1]], -1)
+    # Mean of the `history` frames before each frame (inf until there are that many).
+    before = _delayed(_trailing(energy, history)) / history
     before = jnp.where(jnp.arange(energy.shape[-1]) < history, jnp.inf, before)
     loudest = jnp.max(energy, axis=-1, keepdims=True)
     loud = (energy > 0) & (energy >= 1e-5 * loudest)
     jump = ((energy >= before * 10**1.5) & loud).astype(jnp.float32)
     # One onset per attack, as the metric counts them: the first jump in 50 ms. (A
     # rising attack jumps in several frames; the later ones' windows would hold it.)
-    ones = (1,) * jump.ndim
-    recent = jax.lax.reduce_window(
-        jnp.pad(jump, [(0, 0)] * (jump.ndim - 1) + [(history, 0)]),
-        0.0,
-        jax.lax.max,
-        ones[:-1] + (history,),
-        ones,
-        "VALID",
-    )[..., :-1]
+    recent = _delayed(_trailing(jump, history, jax.lax.max))
     onset = jump * (1.0 - recent)
     # The frame that ends each onset's window: its last sample `guard` frames before the
     # onset frame's first (frames overlap by n_fft - hop samples).
-    shift = guard + n_fft // hop
-    ends = jnp.pad(onset, [(0, 0)] * (onset.ndim - 1) + [(0, shift)])
-    ends = ends[..., shift:]
+    ends = _delayed(onset, -(guard + n_fft // hop))
     e_est = _band_energy(estimate, sample_rate, n_fft, hop, band_hz)
     floor = window * (1e-6 * loudest + 1e-12)
     distance = jnp.abs(
-        jnp.log10(_trailing_sum(e_est, window) + floor)
-        - jnp.log10(_trailing_sum(energy, window) + floor)
+        jnp.log10(_trailing(e_est, window) + floor) - jnp.log10(_trailing(energy, window) + floor)
     )
     count = jnp.sum(ends, axis=-1)
     per_clip = jnp.sum(distance * ends, axis=-1) / jnp.maximum(count, 1.0)

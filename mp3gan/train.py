@@ -272,36 +272,27 @@ def _generator_params(path: str, state: TrainState, say=print):
     initialisation and are named; every parameter the model has must be here, same shape.
     """
     generator, _ = checkpoint.load_generator(path)
-    have = {_param_name(p): x for p, x in _leaves(nnx.state(generator, nnx.Param))}
-    want = _leaves(state.g_params)
-    names = {_param_name(p) for p, _ in want}
-    extra = sorted(set(have) - names)
+    have = dict(nnx.to_flat_state(nnx.state(generator, nnx.Param)))
+    want = nnx.to_flat_state(state.g_params)
+    extra = sorted(set(have) - {path for path, _ in want})
     wrong = [
-        n
-        for p, x in want
-        if (n := _param_name(p)) in have and (have[n].shape, have[n].dtype) != (x.shape, x.dtype)
+        p for p, x in want if p in have and (have[p].shape, have[p].dtype) != (x.shape, x.dtype)
     ]
     if extra or wrong:
         raise ConfigError(
             f"train.init_from: {path} holds a generator of another shape than "
-            f"model.generator describes ({(extra + wrong)[0]}); use the model's own config "
-            "(its config.json), optionally with stages it lacks added"
+            f"model.generator describes ({_dotted((extra + wrong)[0])}); use the model's "
+            "own config (its config.json), optionally with stages it lacks added"
         )
-    fresh = sorted(names - set(have))
+    fresh = [_dotted(p) for p, _ in want if p not in have]
     if fresh:
         say(f"train.init_from: new parameters start at their initialisation: {', '.join(fresh)}")
-    leaves = [have.get(_param_name(p), x) for p, x in want]
-    return jax.tree.unflatten(jax.tree.structure(state.g_params), leaves)
+    return nnx.from_flat_state([(p, have.get(p, x)) for p, x in want])
 
 
-def _leaves(tree) -> list:
-    return jax.tree_util.tree_flatten_with_path(tree)[0]
-
-
-def _param_name(path) -> str:
-    """``blocks.0.expand.kernel`` for a parameter's tree path (without ``.value``)."""
-    parts = [getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path]
-    return ".".join(str(p) for p in parts if p != "value")
+def _dotted(path: tuple) -> str:
+    """``blocks.0.expand.kernel`` for a flat-state path."""
+    return ".".join(str(part) for part in path)
 
 
 class Schedule:

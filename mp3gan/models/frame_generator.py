@@ -182,13 +182,7 @@ class FrameGenerator(nnx.Module):
         )
         self.norm_out = nnx.LayerNorm(dim, rngs=rngs)
         # Zero kernel and bias: D = 0, so the correction is exactly 0 and y == x.
-        self.head = nnx.Linear(
-            dim,
-            2 * bins,
-            kernel_init=nnx.initializers.zeros,
-            bias_init=nnx.initializers.zeros,
-            rngs=rngs,
-        )
+        self.head = nnx.Linear(dim, 2 * bins, **_ZERO_INIT, rngs=rngs)
         # The defaults (no mask, no fine stage) are the first models' layout, so their
         # saved configs (which do not name these fields) still build the same network.
         self.mask = bool(mask)
@@ -229,7 +223,6 @@ class FrameGenerator(nnx.Module):
         # stage then sees stage one's output past the end as a chunked restore does,
         # whose last chunk ends on the hop grid, and a file equals its chunks exactly.
         padded = (length + self.hop - 1) // self.hop * self.hop
-        x_in = x
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - length)])
         # dsp.stft's numbers, in a form that exports with a symbolic length.
         spec = dsp.shape_polymorphic_stft(x, self.n_fft, self.hop)  # [B, bins, frames]
@@ -250,7 +243,7 @@ class FrameGenerator(nnx.Module):
         )
         if self.fine_hop:
             y = y + self._fine_correction(y, h).astype(x.dtype)
-        return jax.lax.slice_in_dim(y, 0, length, axis=-1).astype(x_in.dtype)
+        return jax.lax.slice_in_dim(y, 0, length, axis=-1)
 
     def _fine_correction(self, y: jax.Array, h: jax.Array) -> jax.Array:
         """``istft((G − 1) · STFT_fine(y))``: gains ``G = exp(4 tanh(a / 4))`` (between
