@@ -38,22 +38,25 @@ def get_config() -> ml_collections.ConfigDict:
     # term prefers the lines almost as much); the per-bin log magnitude prices the empty
     # bins between them. At 50 it filled the band and cost pre-echo and SI-SDR.
     c.loss.mr_stft = 15.0
-    # Resolutions of the MR-STFT loss. 128 and 256 (2.9, 5.8 ms) are left out: with the
-    # term at weight, their per-bin log magnitude in the quiet before attacks undid part of
-    # the pre-echo loss's work (0.3-0.4 dB less removed on validation music).
+    # Resolutions of the MR-STFT loss. Once the term had weight, 0.3-0.4 dB less pre-echo
+    # was removed on validation music; leaving out 128 and 256 (2.9, 5.8 ms) won back
+    # about 0.1 dB of it at 64 kbps (little at 32), so they stay out.
     c.loss.stft_fft_sizes = (512, 1024, 2048)
     # Phase-aware: error of the power-compressed complex STFT relative to the reference's
     # energy (~0.06 for MP3 at 64 kbps). It prefers no band to a band at the wrong phase,
     # which keeps SI-SDR (and good MP3s) intact against the magnitude terms. 0 disables.
     c.loss.complex = 100.0
     # The 2-8 kHz energy of the 10 ms before each onset against the reference's, as |log10|
-    # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look.
+    # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look. 300
+    # (was 150, under which it moved slowly) so MR-STFT's new weight does not take its share.
     c.loss.pre_echo = 300.0
     # Do no harm: waveform error as log10 of its ratio to the MP3's error (0 = as the input,
     # -0.1 = 1 dB better SDR). The spectral terms are level-relative and would trade the
     # loud band's accuracy (SI-SDR) for the quiet one's; this term is steepest on good MP3s.
     # Its gradient grows as 1 / error, so it mostly guards the high bitrates: at 60 (with
-    # MR-STFT at 1) it drowned the pre-echo term; at 40 it holds 128 kbps SI-SDR.
+    # MR-STFT at 1) it drowned the pre-echo term. With MR-STFT at 50 and this at 10, 128
+    # kbps validation SI-SDR fell to -0.24 dB; MR-STFT 15 with this at 20 brought it back
+    # to -0.03; 40 did not lift 32 kbps SI-SDR (a filled band costs it; see RESULTS.md).
     c.loss.waveform = 40.0
     c.loss.coherence = 1.0  # (1 - coherence) weight; 0 disables the term
     c.loss.coherence_min_hz = 4000.0  # coherence loss counts bins from here up
