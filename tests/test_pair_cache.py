@@ -73,7 +73,9 @@ def test_the_loader_only_reads_the_cache(corpus, monkeypatch):
     root, recs, _, cached_settings, summary = corpus
     assert summary.encoded == {d: 2 for d in DEGRADATIONS} and not summary.failed
     assert "vbr:0.5" in summary.report()
-    maker = PairMaker(root, list(recs.values()), cached_settings)
+    # (Crops that start before their file are encoded on the fly: see the next test.)
+    no_lead_in = dataclasses.replace(cached_settings, lead_in=0.0)
+    maker = PairMaker(root, list(recs.values()), no_lead_in)
     assert maker.cache_coverage() == (6, 6)
     for kind in (degrade.LowPass, degrade.Mp3):
         monkeypatch.setattr(kind, "__call__", lambda *a: pytest.fail("encoded again"))
@@ -83,6 +85,17 @@ def test_the_loader_only_reads_the_cache(corpus, monkeypatch):
     again = build_pair_cache(root, cached_settings.cache_dir, DEGRADATIONS, cached_settings,
                              progress=False)  # fmt: skip
     assert again.encoded == {d: 0 for d in DEGRADATIONS}
+
+
+def test_a_crop_before_the_file_is_encoded_on_the_fly(corpus):
+    """The cache keeps only the file's own span; the silence before it and the codec's
+    pre-echo there are made on the fly, as without a cache."""
+    root, recs, settings, cached_settings, _ = corpus
+    rec = recs["stereo.flac"]
+    a = PairMaker(root, [rec], settings).pair_at(rec, -3000, "mp3:64")
+    b = PairMaker(root, [rec], cached_settings).pair_at(rec, -3000, "mp3:64")
+    np.testing.assert_array_equal(b.reference, a.reference)
+    np.testing.assert_array_equal(b.degraded, a.degraded)
 
 
 def test_missing_or_stale_entries_fall_back_to_encoding(corpus, caplog):

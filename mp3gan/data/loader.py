@@ -95,6 +95,11 @@ DATA_DEFAULTS: dict[str, tuple[Any, str]] = {
         _PAIRS.mix,
         "share of draws per manifest kind or source (NAME=SHARE); () = by duration",
     ),
+    "lead_in": (
+        _PAIRS.lead_in,
+        "a crop may start this fraction of a crop before its file (silence first): "
+        "attacks after silence, as one-shots are played",
+    ),
 }
 
 
@@ -160,6 +165,7 @@ def pair_settings(data_config, **overrides) -> PairSettings:
         "silence_db": float(_field(data_config, "silence_db")),
         "cache_dir": str(_field(data_config, "cache_dir") or ""),
         "mix": tuple(str(m) for m in _field(data_config, "mix")),
+        "lead_in": float(_field(data_config, "lead_in")),
     }
     return PairSettings(**{**fields, **overrides})
 
