@@ -75,7 +75,13 @@ def test_batches_are_shaped_for_pmap_and_aligned(config):
     rows_ref, rows_deg = batch["reference"].reshape(8, CROP), batch["degraded"].reshape(8, CROP)
     assert len({r.tobytes() for r in rows_ref}) == 8  # eight distinct rows
     for ref, deg in zip(rows_ref, rows_deg, strict=True):
-        assert audio.find_offset(LOW(ref[None], SR), LOW(deg[None], SR)) == (0, 1)
+        # Away from the crop's ends, where the check's own filter meets the cut (a click
+        # there can pull the estimate a sample off).
+        inner = slice(512, -512)
+        assert audio.find_offset(LOW(ref[None], SR)[:, inner], LOW(deg[None], SR)[:, inner]) == (
+            0,
+            1,
+        )
         assert not np.array_equal(ref, deg)
 
 
