@@ -251,8 +251,8 @@ def pre_echo_loss(
     (none in the first 50 ms), within 50 dB of the clip's loudest frame, and no jump in
     the 50 ms before it (the metric asks for no *onset* there, a sequential rule; the
     two differ only for attacks closer than 50 ms in a row). Both energies are floored
-    at 60 dB below the clip's loudest frame, so digital silence before an attack stays
-    finite.
+    at 60 dB below the reference's energy in the ``window_ms`` from the onset on (the
+    metric's floor), so digital silence before an attack stays finite (at most 6).
     """
     n_fft, hop = 128, 32
     frames_per_ms = sample_rate / hop / 1000.0
@@ -274,7 +274,12 @@ def pre_echo_loss(
     # onset frame's first (frames overlap by n_fft - hop samples).
     ends = _delayed(onset, -(guard + n_fft // hop))
     e_est = _band_energy(estimate, sample_rate, n_fft, hop, band_hz)
-    floor = window * (1e-6 * loudest + 1e-12)
+    # The floor, as the metric's: 60 dB below the reference's energy in the `window`
+    # frames from the onset on (read at each window's end frame). Relative to the clip's
+    # loudest frame instead, it sat 10-30 dB higher for an attack after silence in a clip
+    # with louder parts, and hid a lead-in the metric reads as 10-20 dB of pre-echo.
+    after = _delayed(_trailing(energy, window), -(guard + n_fft // hop + window - 1))
+    floor = 1e-6 * after + window * 1e-12
     distance = jnp.abs(
         jnp.log10(_trailing(e_est, window) + floor) - jnp.log10(_trailing(energy, window) + floor)
     )
