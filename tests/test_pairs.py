@@ -179,28 +179,27 @@ def test_random_pairs_follow_the_mix(tmp_path):
         assert abs(paths.count("short.flac") / 400 - share_short) < 0.07, mix
 
 
-def test_crops_may_open_with_silence_before_a_one_shot(tmp_path):
-    """A one-shot shorter than a crop lands after silence in about every crop (as it is
-    played, and as evaluation cuts it); the silence is encoded with it, so the codec's
-    pre-echo ahead of the attack is in the pair; long files almost never get such a crop,
-    and ``lead_in=0`` turns it off."""
+def test_a_share_of_crops_open_with_silence_before_their_file(tmp_path):
+    """``lead_in`` of the crops start up to half a crop before their file: the silence
+    is encoded with it, so the codec's pre-echo ahead of the first attack is in the
+    pair; ``lead_in=0`` turns it off."""
     root = tmp_path / "c"
     hit = _peak(clicks_and_noise(SR // 8, SR, 1, seed=6))
     audio.write_audio(root / "hit.flac", hit, SR)
+    audio.write_audio(root / "long.flac", _peak(clicks_and_noise(3 * SR, SR, 1, seed=7)), SR)
     recs = sources.scan_folder(root, index_file=tmp_path / "index.jsonl")
-    maker = PairMaker(root, recs, _settings(lead_in=0.5))
+    by_name = {r.path: r for r in recs}
     rng = np.random.default_rng(0)
-    starts = [maker.random_pair(rng).start for _ in range(40)]
-    assert min(starts) >= -4096 and sum(s < 0 for s in starts) >= 35
-    pair = maker.pair_at(recs[0], -2000, "mp3:64")
+    maker = PairMaker(root, [by_name["long.flac"]], _settings(lead_in=0.3))
+    starts = np.array([maker.random_pair(rng).start for _ in range(200)])
+    assert starts.min() >= -4096 and 0.2 < np.mean(starts < 0) < 0.4
+    off = PairMaker(root, [by_name["long.flac"]], _settings(lead_in=0.0))
+    assert all(off.random_pair(rng).start >= 0 for _ in range(50))
+    pair = PairMaker(root, recs, _settings()).pair_at(by_name["hit.flac"], -2000, "mp3:64")
     assert not pair.reference[:, :2000].any()
     np.testing.assert_allclose(pair.reference[:, 2000 : 2000 + hit.shape[-1]], hit, atol=1e-6)
     _assert_aligned(pair)
     # The codec's noise reaches into the silence before the attack, as in a played file.
     assert 0 < np.abs(pair.degraded[:, 1000:2000]).max() < 0.1 * np.abs(hit).max()
-    off = PairMaker(root, recs, _settings(lead_in=0.0))
-    assert all(off.random_pair(rng).start == 0 for _ in range(10))
-    long = _recording("long.flac", 600.0)
-    assert all(maker.random_start(long, rng, 8192, 4096) >= 0 for _ in range(100))
     with pytest.raises(ValueError, match="lead_in"):
-        _settings(lead_in=1.0)
+        _settings(lead_in=1.5)

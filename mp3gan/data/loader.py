@@ -97,8 +97,8 @@ DATA_DEFAULTS: dict[str, tuple[Any, str]] = {
     ),
     "lead_in": (
         _PAIRS.lead_in,
-        "a crop may start this fraction of a crop before its file (silence first): "
-        "attacks after silence, as one-shots are played",
+        "share of crops that open with up to half a crop of silence before their "
+        "file's start (attacks after silence, as songs and one-shots begin)",
     ),
 }
 

@@ -19,15 +19,15 @@ artefacts are real); the pair keeps both channels and the loader folds them into
 Near-silent crops (reference RMS below ``silence_db`` dBFS) are redrawn, as are files that
 fail to read; both are bounded by ``MAX_ATTEMPTS``.
 
-Attacks from silence: a random crop may start up to ``lead_in`` (a fraction of the crop)
-before its file's first sample, the part before the file being digital silence, encoded
-as such. A one-shot shorter than a crop then lands anywhere in the crop's first part,
-after silence, as it is played and as evaluation cuts it (a clip starts 0.1 s before
-the first sound); without this every one-shot crop started on its attack, so the model
-never saw an attack after silence, and put 10-20 dB more energy than the MP3 into the
-last milliseconds before them (its 11.6 ms frames leak the attack's correction ahead
-of it). A long file almost never gets such a crop. These crops are encoded on the fly:
-the cache keeps only the file's own span, not the codec's pre-echo before it.
+Attacks after silence: a share ``lead_in`` of random crops open with silence: they
+start up to half a crop before their file's first sample (uniformly), the part before
+the file being digital silence, encoded as such, so the codec's pre-echo ahead of the
+first attack is in the pair. Songs start after silence and one-shots are played after
+it, and evaluation cuts every file's first clip 0.1 s before its first sound; without
+this almost every one-shot crop began on its attack, and the model, never having seen
+an attack after silence, put 10-20 dB more energy than the MP3 into the milliseconds
+before one (its 11.6 ms frames leak the attack's correction ahead of it). These crops
+are encoded on the fly: the cache keeps only the file's own span.
 
 Prepared pair cache (``cache_dir``, :mod:`mp3gan.data.pair_cache`, built by
 :func:`build_pair_cache`): the whole file degraded once per degradation. A crop then
@@ -99,13 +99,13 @@ class PairSettings:
     silence_db: float = -50.0
     cache_dir: str = ""
     mix: tuple[str, ...] = DEFAULT_MIX
-    lead_in: float = 0.5
+    lead_in: float = 0.15
 
     def __post_init__(self):
         if self.crop_samples <= 0 or self.encode_margin < 0:
             raise ValueError("crop_samples must be > 0 and encode_margin >= 0")
-        if not 0.0 <= self.lead_in < 1.0:
-            raise ValueError(f"lead_in must be a fraction of a crop in [0, 1), got {self.lead_in}")
+        if not 0.0 <= self.lead_in <= 1.0:
+            raise ValueError(f"lead_in must be a share of crops in [0, 1], got {self.lead_in}")
         if not self.degradations:
             raise ValueError("degradations is empty: list at least one spec, e.g. 'mp3:64'")
         for spec in self.degradations:
@@ -319,13 +319,10 @@ class PairMaker:
         """Just the reference crop (to test for silence before paying for a degradation)."""
         return self._read(recording, start, length)[0]
 
-    def random_start(
-        self, recording: Recording, rng: np.random.Generator, length: int, lead_in: int = 0
-    ) -> int:
-        """A crop start anywhere in the file (0 when the file is shorter than the crop), or
-        up to ``lead_in`` samples before it (the crop then opens with silence)."""
+    def random_start(self, recording: Recording, rng: np.random.Generator, length: int) -> int:
+        """A crop start anywhere in the file (0 when the file is shorter than the crop)."""
         last = max(model_length(recording, self.settings.sample_rate) - length, 0)
-        return int(rng.integers(-lead_in, last + 1))
+        return int(rng.integers(0, last + 1))
 
     def random_pair(self, rng: np.random.Generator) -> Pair:
         """A random pair; silent crops and unreadable files are redrawn (bounded)."""
@@ -334,8 +331,10 @@ class PairMaker:
         for _ in range(MAX_ATTEMPTS):
             index = int(np.searchsorted(self._cumulative_weights, rng.random(), side="right"))
             recording = self.recordings[min(index, len(self.recordings) - 1)]
-            lead_in = int(s.lead_in * s.crop_samples)
-            start = self.random_start(recording, rng, s.crop_samples, lead_in)
+            if rng.random() < s.lead_in:  # the file's start, after up to half a crop of silence
+                start = -int(rng.integers(0, s.crop_samples // 2 + 1))
+            else:
+                start = self.random_start(recording, rng, s.crop_samples)
             degradation = self._degradations[int(rng.integers(len(self._degradations)))]
             gain_db = float(rng.uniform(*s.gain_db))
             try:
