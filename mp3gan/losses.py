@@ -252,7 +252,7 @@ def pre_echo_loss(
     the 50 ms before it (the metric asks for no *onset* there, a sequential rule; the
     two differ only for attacks closer than 50 ms in a row). Both energies are floored
     at 60 dB below the reference's energy in the ``window_ms`` from the onset on (the
-    metric's floor), so digital silence before an attack stays finite (at most 6).
+    metric's floor), so digital silence before an attack stays finite.
     """
     n_fft, hop = 128, 32
     frames_per_ms = sample_rate / hop / 1000.0

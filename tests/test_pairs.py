@@ -192,7 +192,7 @@ def test_a_share_of_crops_open_with_silence_before_their_file(tmp_path):
     rng = np.random.default_rng(0)
     maker = PairMaker(root, [by_name["long.flac"]], _settings(lead_in=0.3))
     starts = np.array([maker.random_pair(rng).start for _ in range(200)])
-    assert starts.min() >= -4096 and 0.2 < np.mean(starts < 0) < 0.4
+    assert -4096 <= starts.min() < -3000 and 0.2 < np.mean(starts < 0) < 0.4
     off = PairMaker(root, [by_name["long.flac"]], _settings(lead_in=0.0))
     assert all(off.random_pair(rng).start >= 0 for _ in range(50))
     pair = PairMaker(root, recs, _settings()).pair_at(by_name["hit.flac"], -2000, "mp3:64")

@@ -331,7 +331,8 @@ class PairMaker:
         for _ in range(MAX_ATTEMPTS):
             index = int(np.searchsorted(self._cumulative_weights, rng.random(), side="right"))
             recording = self.recordings[min(index, len(self.recordings) - 1)]
-            if rng.random() < s.lead_in:  # the file's start, after up to half a crop of silence
+            # (No draw at all when off, so lead_in=0 keeps the streams of the code before it.)
+            if s.lead_in > 0 and rng.random() < s.lead_in:  # the file's start, after silence
                 start = -int(rng.integers(0, s.crop_samples // 2 + 1))
             else:
                 start = self.random_start(recording, rng, s.crop_samples)
