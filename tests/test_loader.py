@@ -78,10 +78,8 @@ def test_batches_are_shaped_for_pmap_and_aligned(config):
         # Away from the crop's ends, where the check's own filter meets the cut (a click
         # there can pull the estimate a sample off).
         inner = slice(512, -512)
-        assert audio.find_offset(LOW(ref[None], SR)[:, inner], LOW(deg[None], SR)[:, inner]) == (
-            0,
-            1,
-        )
+        ref_low, deg_low = LOW(ref[None], SR)[:, inner], LOW(deg[None], SR)[:, inner]
+        assert audio.find_offset(ref_low, deg_low) == (0, 1)
         assert not np.array_equal(ref, deg)
 
 
