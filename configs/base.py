@@ -1,4 +1,5 @@
-"""Base experiment: restore MP3 at 32-192 kbps (CBR and VBR) at 44.1 kHz.
+"""Base experiment: restore MP3 at 32-192 kbps (CBR and VBR) at 44.1 kHz, and leave
+320 kbps MP3s (little to repair) alone.
 
 Run:
     python launch/train.py --config configs/base.py --workdir workdir/base
