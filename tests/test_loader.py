@@ -11,6 +11,7 @@ from configs import base
 from mp3gan import audio, degrade
 from mp3gan.data import loader as data_loader
 from mp3gan.data import sources
+from mp3gan.data.pairs import build_pair_cache
 from mp3gan.data.sources import DataError
 
 SR = 44100
@@ -125,6 +126,20 @@ def test_state_checks(config, caplog):
         loader.set_state({"next_batch": 3})
     with pytest.raises(ValueError, match="next_batch"):
         loader.set_state({**state, "next_batch": -1})
+
+
+def test_the_cache_log_says_lead_in_crops_are_encoded_on_the_fly(config, corpus, tmp_path, caplog):
+    config.degradations = ("lowpass:4000",)
+    build_pair_cache(corpus, tmp_path / "pairs", config.degradations,
+                     data_loader.pair_settings(config), progress=False)  # fmt: skip
+    config.cache_dir = str(tmp_path / "pairs")
+    for lead_in, said in ((0.15, True), (0.0, False)):
+        config.lead_in = lead_in
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="mp3gan.data.loader"):
+            _loader(config)
+        assert "holds" in caplog.text
+        assert ("15% of crops that open before their file" in caplog.text) == said, caplog.text
 
 
 def test_training_reads_only_its_split_and_processes_read_disjoint_files(config, corpus):

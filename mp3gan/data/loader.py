@@ -377,9 +377,12 @@ def make_train_loader(
     if pairs.settings.cache_dir:
         cached, total = pairs.cache_coverage()
         (log.info if cached == total else log.warning)(
-            "pair cache %s holds %d of %d (file, degradation) encodes%s",
+            "pair cache %s holds %d of %d (file, degradation) encodes%s%s",
             pairs.settings.cache_dir, cached, total,
             "" if cached == total else "; the rest are encoded on the fly (slower)",
+            # The cache keeps each file's span only: crops that open before it cannot use it.
+            f"; the {pairs.settings.lead_in:.0%} of crops that open before their file "
+            "(data.lead_in) are encoded on the fly" if pairs.settings.lead_in > 0 else "",
         )  # fmt: skip
     maker = _BatchMaker(
         pairs=pairs,
