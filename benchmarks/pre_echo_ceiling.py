@@ -1,0 +1,84 @@
+"""How much pre-echo a gain stage of a given time resolution could take away at best.
+
+    python benchmarks/pre_echo_ceiling.py --corpus data/corpus
+    python benchmarks/pre_echo_ceiling.py --corpus data/corpus --split validation \\
+        --clip-seconds 5 --clips-per-file 3 --frames 512:128,128:32,64:16,32:8
+
+An *oracle* gain: per bin and frame of an STFT of the MP3, ``|R| / |X|`` (R the
+reference's STFT, so the reference is known), limited to ±35 dB as the generator's fine
+stage is, applied to the MP3's STFT and inverted. No model can beat it at that frame size
+with the MP3's phase, so it is the ceiling on what the generator's gain stages
+(``hop=128`` main frames of 11.6 ms, ``fine_hop=32`` fine frames of 2.9 ms) can remove,
+and tells whether a miss is the resolution's or the prediction's. The clips are
+``launch/evaluate.py``'s (same split rule, clip cut and codec round trip), so the MP3 row
+equals RESULTS.md's input row. Prints figures; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import common
+import jax.numpy as jnp
+import numpy as np
+
+from mp3gan import degrade, dsp, metrics
+from mp3gan.evaluate_run import held_out_files, load_reference_clips
+
+GAIN_LIMIT_DB = 35.0  # the fine stage's gains lie within ±35 dB
+
+
+def oracle_gain(reference: np.ndarray, degraded: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """The degraded audio with each STFT bin scaled to the reference's magnitude."""
+    ref = dsp.stft(jnp.asarray(reference), n_fft, hop)
+    deg = dsp.stft(jnp.asarray(degraded), n_fft, hop)
+    limit = 10 ** (GAIN_LIMIT_DB / 20)
+    gain = jnp.clip(jnp.abs(ref) / (jnp.abs(deg) + 1e-9), 1 / limit, limit)
+    return np.asarray(dsp.istft(deg * gain, n_fft, hop, degraded.shape[-1]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default="data/corpus", help="prepared corpus folder")
+    p.add_argument("--split", default="test", choices=["validation", "test"])
+    p.add_argument("--kinds", default="music", help="manifest kinds, comma-separated")
+    p.add_argument("--degradations", default="mp3:32,mp3:64,mp3:128")
+    p.add_argument("--clip-seconds", type=float, default=10.0)
+    p.add_argument("--clips-per-file", type=int, default=6)
+    p.add_argument("--frames", default="512:128,128:32,64:16", help="n_fft:hop, comma-separated")
+    args = p.parse_args()
+    frames = [tuple(int(v) for v in f.split(":")) for f in args.frames.split(",")]
+    data_config = common.load_config(Path(__file__).parent.parent / "configs" / "base.py").data
+    files = held_out_files(args.corpus, args.split, data_config, kinds=args.kinds.split(","))
+    clips = []
+    for path in files:
+        found, rate = load_reference_clips(path, None, args.clip_seconds, args.clips_per_file)
+        clips += [(clip, rate) for clip in found]
+    print(f"{len(clips)} clips of {args.clip_seconds:g} s from {len(files)} {args.split} files")
+    print("degradation  frames (ms)      pre-echo dB (lower by)   SI-SDR dB (change)")
+    for spec in args.degradations.split(","):
+        degradation = degrade.parse_degradation(spec)
+        rows: dict[str, list[tuple[float, float]]] = {}
+        for reference, rate in clips:
+            mp3 = np.asarray(degradation(reference, rate), np.float32)
+            outputs = {"MP3 input": mp3}
+            for n_fft, hop in frames:
+                label = f"{1000 * n_fft / rate:.1f} / {1000 * hop / rate:.2f}"
+                outputs[label] = oracle_gain(reference, mp3, n_fft, hop)
+            for label, y in outputs.items():
+                scores = (metrics.pre_echo_db(reference, y, rate), metrics.si_sdr(reference, y))
+                rows.setdefault(label, []).append(scores)
+        base = np.array(rows["MP3 input"])
+        for label, values in rows.items():
+            v = np.array(values)
+            print(
+                f"{spec:12s} {label:16s} {np.nanmean(v[:, 0]):6.2f} "
+                f"({np.nanmean(base[:, 0] - v[:, 0]):+.2f})          "
+                f"{v[:, 1].mean():6.2f} ({(v[:, 1] - base[:, 1]).mean():+.2f})",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
