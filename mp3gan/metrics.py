@@ -46,6 +46,7 @@ METRIC_INFO: dict[str, dict[str, object]] = {
     "mr_stft": _info("multi-resolution STFT distance (the training loss)", "", False),
     "coherence_high": _info("mean coherence with the reference above the cutoff", "", True),
     "pre_echo_db": _info("energy before attacks, re the reference's", "dB", False),
+    "pre_echo_error_db": _info("|energy before attacks re the reference's|", "dB", False),
     "cutoff_hz": _info("bandwidth of the signal (the reference's is ideal)", "Hz", True),
     "visqol": _info("ViSQOL v3 audio-mode MOS-LQO, 1 (bad) to ~4.7", "MOS", True),
 }
@@ -265,6 +266,28 @@ def find_onsets(reference: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.asarray(onsets, dtype=np.int64) * block
 
 
+def _pre_echo_per_onset(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int, window_ms: float, guard_ms: float
+) -> np.ndarray:
+    """``10 log10(E(estimate) / E(reference))`` in the window before each onset
+    (:func:`pre_echo_db` says how); empty when the reference has no onset."""
+    ref, est = _pair(reference, estimate)
+    w = max(1, round(sample_rate * window_ms / 1000))
+    guard = round(sample_rate * guard_ms / 1000)
+    # Channel-mean energies (not channel by channel): joint-stereo coding puts one
+    # channel's noise into the other, and a hard-panned attack next to a silent
+    # channel would then read as pre-echo.
+    e_ref, e_est = _attack_band_energy(ref, sample_rate), _attack_band_energy(est, sample_rate)
+    values = []
+    for o in find_onsets(ref, sample_rate):
+        floor = e_ref[o : o + w].mean() * 10 ** (_PRE_FLOOR_DB / 10)
+        before = slice(max(0, o - guard - w), max(1, o - guard))
+        pre_ref = max(e_ref[before].mean(), floor)
+        pre_est = max(e_est[before].mean(), floor)
+        values.append(10 * np.log10(pre_est / pre_ref))
+    return np.asarray(values, dtype=np.float64)
+
+
 def pre_echo_db(
     reference: np.ndarray,
     estimate: np.ndarray,
@@ -289,21 +312,29 @@ def pre_echo_db(
     average over many onsets (a clip, a test set) before comparing two systems.
     NaN when the reference has no onset.
     """
-    ref, est = _pair(reference, estimate)
-    w = max(1, round(sample_rate * window_ms / 1000))
-    guard = round(sample_rate * guard_ms / 1000)
-    # Channel-mean energies (not channel by channel): joint-stereo coding puts one
-    # channel's noise into the other, and a hard-panned attack next to a silent
-    # channel would then read as pre-echo.
-    e_ref, e_est = _attack_band_energy(ref, sample_rate), _attack_band_energy(est, sample_rate)
-    values = []
-    for o in find_onsets(ref, sample_rate):
-        floor = e_ref[o : o + w].mean() * 10 ** (_PRE_FLOOR_DB / 10)
-        before = slice(max(0, o - guard - w), max(1, o - guard))
-        pre_ref = max(e_ref[before].mean(), floor)
-        pre_est = max(e_est[before].mean(), floor)
-        values.append(10 * np.log10(pre_est / pre_ref))
-    return float(np.mean(values)) if values else math.nan
+    values = _pre_echo_per_onset(reference, estimate, sample_rate, window_ms, guard_ms)
+    return float(np.mean(values)) if values.size else math.nan
+
+
+def pre_echo_error_db(
+    reference: np.ndarray,
+    estimate: np.ndarray,
+    sample_rate: int,
+    window_ms: float = 10.0,
+    guard_ms: float = 1.0,
+) -> float:
+    """How far the lead-in's 2-8 kHz level is from the reference's, either way: the mean
+    over onsets of ``|10 log10(E(estimate) / E(reference))|`` (:func:`pre_echo_db`'s
+    windows and floor). 0 only when every lead-in is at the reference's level.
+
+    :func:`pre_echo_db` is signed, so a restoration that dulls the lead-ins below the
+    reference's (taking away the music before an attack with its pre-echo) reads there
+    as *less* pre-echo, and one that overshoots some onsets and undershoots others can
+    average to 0. This one counts both sides, as the training loss does.
+    NaN when the reference has no onset.
+    """
+    values = _pre_echo_per_onset(reference, estimate, sample_rate, window_ms, guard_ms)
+    return float(np.mean(np.abs(values))) if values.size else math.nan
 
 
 def cutoff_frequency(
@@ -433,6 +464,7 @@ def score_all(
         "mr_stft": (mr_stft_distance, ref, est),
         "coherence_high": (mean_coherence, ref, est, sample_rate, f_low) if high_band else None,
         "pre_echo_db": (pre_echo_db, ref, est, sample_rate),
+        "pre_echo_error_db": (pre_echo_error_db, ref, est, sample_rate),
         "cutoff_hz": (cutoff_frequency, est, sample_rate),
         "visqol": (visqol, ref, est, sample_rate),
     }

@@ -106,6 +106,25 @@ def test_pre_echo_of_a_burst_after_silence():
     assert math.isnan(metrics.pre_echo_db(_noise(5), _noise(5), SR))
 
 
+def test_pre_echo_error_counts_a_dulled_lead_in_that_the_signed_measure_rewards():
+    # A quiet bed (40 dB under the burst) gives the lead-in something to dull.
+    bed = 0.005 * np.random.default_rng(1).standard_normal((1, SR)).astype(np.float32)
+    burst = burst_after_silence(SR) + bed
+    onset = int(metrics.find_onsets(burst, SR)[0])
+    ducked = burst.copy()
+    ducked[..., : onset - SR // 1000] *= 10 ** (-6 / 20)  # the lead-in 6 dB down
+    signed = metrics.pre_echo_db(burst, ducked, SR)
+    error = metrics.pre_echo_error_db(burst, ducked, SR)
+    assert signed == pytest.approx(-6.0, abs=0.1)  # reads as 6 dB "less pre-echo"
+    assert error == pytest.approx(6.0, abs=0.1)  # is 6 dB off the reference
+    encoded = mp3_roundtrip(burst, SR, 64)
+    assert metrics.pre_echo_error_db(burst, encoded, SR) == pytest.approx(
+        abs(metrics.pre_echo_db(burst, encoded, SR))
+    )  # one onset, MP3 above the reference: the two agree
+    assert metrics.pre_echo_error_db(burst, burst, SR) == 0.0
+    assert math.isnan(metrics.pre_echo_error_db(_noise(5), _noise(5), SR))
+
+
 def test_cutoff_of_encodes_low_passes_and_full_band_signals(music, encoded):
     nyquist = SR / 2
     mono_64 = metrics.cutoff_frequency(mp3_roundtrip(music[:1], SR, 64), SR)
@@ -131,6 +150,7 @@ def test_score_all_ideal_for_the_reference_and_worse_for_mp3(music, encoded):
     assert set(ideal) <= set(metrics.METRIC_INFO)
     assert set(metrics.METRIC_INFO) - set(ideal) <= {"visqol"}
     assert ideal["lsd"] == ideal["lsd_high"] == ideal["pre_echo_db"] == 0.0
+    assert ideal["pre_echo_error_db"] == 0.0
     assert ideal["si_sdr"] == math.inf
     assert ideal["mr_stft"] == pytest.approx(0.0, abs=1e-6)
     assert ideal["coherence_high"] == pytest.approx(1.0, abs=1e-3)
