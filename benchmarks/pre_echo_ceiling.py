@@ -9,7 +9,9 @@ reference's STFT, so the reference is known), limited to ±35 dB as the generato
 stage is, applied to the MP3's STFT and inverted. No model can beat it at that frame size
 with the MP3's phase, so it is the ceiling on what the generator's gain stages
 (``hop=128`` main frames of 11.6 ms, ``fine_hop=32`` fine frames of 2.9 ms) can remove,
-and tells whether a miss is the resolution's or the prediction's. The clips are
+and tells whether a miss is the resolution's or the prediction's. The signed pre-echo
+can fall below 0 (a lead-in dulled below the reference's), so read "lower by" together
+with the pre-echo error (the distance from the reference's level either way). The clips are
 ``launch/evaluate.py``'s (same split rule, clip cut and codec round trip), so the MP3 row
 equals RESULTS.md's input row. Prints figures; not a test.
 """
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mp3gan import degrade, dsp, metrics
+from mp3gan.audio import AlignmentError
 from mp3gan.evaluate_run import held_out_files, load_reference_clips
 
 GAIN_LIMIT_DB = 35.0  # the fine stage's gains lie within ±35 dB
@@ -56,18 +59,29 @@ def main() -> None:
         found, rate = load_reference_clips(path, None, args.clip_seconds, args.clips_per_file)
         clips += [(clip, rate) for clip in found]
     print(f"{len(clips)} clips of {args.clip_seconds:g} s from {len(files)} {args.split} files")
-    print("degradation  frames (ms)      pre-echo dB (lower by)   SI-SDR dB (change)")
+    print(
+        "degradation  frames (ms)      pre-echo dB (lower by)   pre-echo error dB   "
+        "SI-SDR dB (change)"
+    )
     for spec in args.degradations.split(","):
         degradation = degrade.parse_degradation(spec)
-        rows: dict[str, list[tuple[float, float]]] = {}
+        rows: dict[str, list[tuple[float, float, float]]] = {}
         for reference, rate in clips:
-            mp3 = np.asarray(degradation(reference, rate), np.float32)
+            try:
+                mp3 = np.asarray(degradation(reference, rate), np.float32)
+            except AlignmentError as e:  # as launch/evaluate.py: report and skip the clip
+                print(f"skipped a clip at {spec}: {e}")
+                continue
             outputs = {"MP3 input": mp3}
             for n_fft, hop in frames:
                 label = f"{1000 * n_fft / rate:.1f} / {1000 * hop / rate:.2f}"
                 outputs[label] = oracle_gain(reference, mp3, n_fft, hop)
             for label, y in outputs.items():
-                scores = (metrics.pre_echo_db(reference, y, rate), metrics.si_sdr(reference, y))
+                scores = (
+                    metrics.pre_echo_db(reference, y, rate),
+                    metrics.si_sdr(reference, y),
+                    metrics.pre_echo_error_db(reference, y, rate),
+                )
                 rows.setdefault(label, []).append(scores)
         base = np.array(rows["MP3 input"])
         for label, values in rows.items():
@@ -75,6 +89,7 @@ def main() -> None:
             print(
                 f"{spec:12s} {label:16s} {np.nanmean(v[:, 0]):6.2f} "
                 f"({np.nanmean(base[:, 0] - v[:, 0]):+.2f})          "
+                f"{np.nanmean(v[:, 2]):6.2f}            "
                 f"{v[:, 1].mean():6.2f} ({(v[:, 1] - base[:, 1]).mean():+.2f})",
                 flush=True,
             )

@@ -433,7 +433,13 @@ def analyze_file(
 def plot_training_curves(
     workdir: str | os.PathLike,
     out: str | os.PathLike,
-    metric_names: Sequence[str] = ("lsd", "lsd_high", "si_sdr", "pre_echo_db"),
+    metric_names: Sequence[str] = (
+        "lsd",
+        "lsd_high",
+        "si_sdr",
+        "pre_echo_db",
+        "pre_echo_error_db",
+    ),
 ) -> Path:
     """Draw a run's ``metrics.jsonl`` (:func:`plots.training_curves`), keeping the
     held-out ``metric_names`` only, and save it as an image."""

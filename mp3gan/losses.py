@@ -238,8 +238,9 @@ def pre_echo_loss(
     window (0.1 = 1 dB), averaged over the clip's onsets, then over clips (0 for a clip
     without onsets).
 
-    It is the differentiable twin of :func:`mp3gan.metrics.pre_echo_db`: the same band,
-    the same window, energy rather than error. Pre-echo is MP3's quantisation noise
+    It is the differentiable twin of :func:`mp3gan.metrics.pre_echo_error_db` (the
+    distance either way; :func:`mp3gan.metrics.pre_echo_db` is its signed form): the
+    same band, the same window, energy rather than error. Pre-echo is MP3's quantisation noise
     spread into the quiet lead-in of an attack; no network can subtract noise it cannot
     predict, but it can bring the lead-in's *level* back down to the reference's, which
     is what is heard and what the metric measures. Both sides count, so a dulled

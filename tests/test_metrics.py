@@ -121,8 +121,19 @@ def test_pre_echo_error_counts_a_dulled_lead_in_that_the_signed_measure_rewards(
     assert metrics.pre_echo_error_db(burst, encoded, SR) == pytest.approx(
         abs(metrics.pre_echo_db(burst, encoded, SR))
     )  # one onset, MP3 above the reference: the two agree
+    assert metrics.pre_echo_db(burst, encoded, SR) > 0
     assert metrics.pre_echo_error_db(burst, burst, SR) == 0.0
     assert math.isnan(metrics.pre_echo_error_db(_noise(5), _noise(5), SR))
+    # Two attacks, one lead-in 6 dB up and one 6 dB down: the signed mean cancels to 0,
+    # the error is 6 (a mean of |per onset|, not |mean|).
+    two = np.concatenate([burst, burst], axis=-1)
+    onsets = metrics.find_onsets(two, SR)
+    assert len(onsets) == 2
+    mixed = two.copy()
+    mixed[..., : onsets[0] - SR // 1000] *= 10 ** (6 / 20)
+    mixed[..., SR : onsets[1] - SR // 1000] *= 10 ** (-6 / 20)
+    assert metrics.pre_echo_db(two, mixed, SR) == pytest.approx(0.0, abs=0.1)
+    assert metrics.pre_echo_error_db(two, mixed, SR) == pytest.approx(6.0, abs=0.1)
 
 
 def test_cutoff_of_encodes_low_passes_and_full_band_signals(music, encoded):

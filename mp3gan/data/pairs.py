@@ -67,10 +67,10 @@ from mp3gan.data.sources import DataError, Recording, scan_folder
 log = logging.getLogger(__name__)
 
 # MP3 at 32-192 kbps CBR and two VBR qualities (about V4 and V7), and 320 kbps: an MP3
-# with little to repair (a cut near 20 kHz, faint noise; music at 25-43 dB SI-SDR), so
-# the model learns to leave good audio alone. Without
-# it, fed lossless audio the model moved it to a median 27 dB SI-SDR from itself, and
-# one-shots whose 128 kbps MP3 was 50-70 dB from the reference lost 1-3 dB of SI-SDR.
+# with little to repair (a cut near 20 kHz, faint noise), an experiment toward a model
+# that leaves good audio alone. The shipped model, trained without it, moves lossless
+# input a median 27 dB SI-SDR from itself and costs test one-shots 3.4 dB at 128 kbps.
+# Run 6 (RESULTS.md) trained with it but changed a loss weight too; not yet validated.
 DEFAULT_DEGRADATIONS = (
     "mp3:32",
     "mp3:48",
