@@ -1,0 +1,105 @@
+"""Where a model's SI-SDR goes: its waveform error below and above the MP3's cutoff.
+
+    python benchmarks/sisdr_bands.py --corpus data/corpus
+    python benchmarks/sisdr_bands.py --corpus data/corpus --checkpoint checkpoints/mp3gan-base \\
+        --split validation --degradations mp3:32,mp3:64,mp3:128
+
+SI-SDR scores the waveform, so a high band the model invents (right in level and
+spectrum, but not phase-coherent with the reference's, which it cannot know) costs SI-SDR
+even when it is the restoration the listener wants. This splits each clip's error at the
+MP3's cutoff (an FFT brick wall) and reports the error energy in each band relative to the
+reference's energy (dB, lower is better) for the MP3 and the model, and the SI-SDR of the
+model's output with its band above the cutoff removed: the part of the SI-SDR change that
+the band fill accounts for, apart from what happens in the band the MP3 kept. The clips and
+alignment are ``launch/evaluate.py``'s (same split rule, clip cut, codec round trip and
+:func:`metrics.align_output`), so the SI-SDR columns equal its rows. Prints figures; not a
+test.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from mp3gan import checkpoint as ck
+from mp3gan import degrade, metrics
+from mp3gan.audio import AlignmentError
+from mp3gan.evaluate_run import held_out_files, load_reference_clips, model_method
+
+
+def split_at(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(below, above)``: ``x`` split at ``cutoff_hz`` by zeroing FFT bins; they sum to ``x``."""
+    spectrum = np.fft.rfft(x, axis=-1)
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / sample_rate)
+    below = np.fft.irfft(np.where(freqs < cutoff_hz, spectrum, 0), n=x.shape[-1], axis=-1)
+    return below, x - below
+
+
+def band_errors_db(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int, cutoff_hz: float
+) -> tuple[float, float]:
+    """Error energy of ``estimate`` below and above ``cutoff_hz``, dB re the reference's energy."""
+    energy = np.sum(reference.astype(np.float64) ** 2)
+    ref_bands = split_at(reference, sample_rate, cutoff_hz)
+    est_bands = split_at(estimate, sample_rate, cutoff_hz)
+    pairs = zip(ref_bands, est_bands, strict=True)
+    below, above = (np.sum((e - r) ** 2) / energy for r, e in pairs)
+    return 10 * np.log10(below + 1e-30), 10 * np.log10(above + 1e-30)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", default="data/corpus", help="prepared corpus folder")
+    p.add_argument("--checkpoint", default=None, help="model to score (default: the shipped one)")
+    p.add_argument("--split", default="validation", choices=["validation", "test"])
+    p.add_argument("--kinds", default="music", help="manifest kinds, comma-separated")
+    p.add_argument("--degradations", default="mp3:32,mp3:64,mp3:128")
+    p.add_argument("--clip-seconds", type=float, default=5.0)
+    p.add_argument("--clips-per-file", type=int, default=5)
+    args = p.parse_args()
+    checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
+    data_config = ck.load_config(checkpoint).data  # the model's own split of the corpus
+    files = held_out_files(args.corpus, args.split, data_config, kinds=args.kinds.split(","))
+    predict = model_method(checkpoint)
+    clips = []
+    for path in files:
+        found, rate = load_reference_clips(path, None, args.clip_seconds, args.clips_per_file)
+        clips += [(clip, rate) for clip in found]
+    print(f"{len(clips)} clips of {args.clip_seconds:g} s from {len(files)} {args.split} files")
+    print(
+        "degradation  error below / above cutoff (dB re reference)   SI-SDR (dB)\n"
+        "             MP3              model                          MP3    model  model "
+        "below cutoff"
+    )
+    for spec in args.degradations.split(","):
+        degradation = degrade.parse_degradation(spec)
+        rows = []
+        for reference, rate in clips:
+            try:
+                mp3 = np.asarray(degradation(reference, rate), np.float32)
+            except AlignmentError as e:  # as launch/evaluate.py: report and skip the clip
+                print(f"skipped a clip at {spec}: {e}")
+                continue
+            cutoff = metrics.cutoff_frequency(mp3, rate)
+            output, _, _ = metrics.align_output(reference, predict(mp3, rate), rate, cutoff)
+            output_below, _ = split_at(output, rate, cutoff)
+            rows.append(
+                (
+                    *band_errors_db(reference, mp3, rate, cutoff),
+                    *band_errors_db(reference, output, rate, cutoff),
+                    metrics.si_sdr(reference, mp3),
+                    metrics.si_sdr(reference, output),
+                    metrics.si_sdr(reference, output_below),
+                )
+            )
+        m = np.mean(rows, axis=0)
+        print(
+            f"{spec:12s} {m[0]:6.2f} / {m[1]:6.2f}  {m[2]:6.2f} / {m[3]:6.2f}"
+            f"                  {m[4]:6.2f} {m[5]:6.2f} {m[6]:6.2f}   (n={len(rows)})",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
