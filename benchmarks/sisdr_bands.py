@@ -4,7 +4,7 @@
     python benchmarks/sisdr_bands.py --corpus data/corpus --checkpoint checkpoints/mp3gan-base \\
         --split validation --degradations mp3:32,mp3:64,mp3:128
 
-SI-SDR scores the waveform, so a high band the model invents (right in level and
+SI-SDR scores the waveform, so a high band the model invents (even at the right level and
 spectrum, but not phase-coherent with the reference's, which it cannot know) costs SI-SDR
 even when it is the restoration the listener wants. This splits each clip's error at the
 MP3's cutoff (an FFT brick wall) and reports the error energy in each band relative to the
