@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: test audio and loading a config file.
+"""What the benchmark scripts share: test audio, loading a config file, and the
+held-out clips of a corpus with their degraded versions.
 
 Imported as ``common`` (a script's own folder is first on ``sys.path``).
 """
@@ -6,10 +7,15 @@ Imported as ``common`` (a script's own folder is first on ``sys.path``).
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from mp3gan import degrade
+from mp3gan.audio import AlignmentError
+from mp3gan.evaluate_run import held_out_files, load_reference_clips
 
 SR = 44100
 
@@ -20,6 +26,40 @@ def load_config(path: str | Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
+
+
+def held_out_clips(
+    corpus: str,
+    split: str,
+    data_config,
+    kinds: list[str],
+    clip_seconds: float,
+    clips_per_file: int,
+) -> list[tuple[np.ndarray, int]]:
+    """``(clip, rate)`` of every file of a corpus's held-out ``split``, cut as
+    ``launch/evaluate.py`` cuts them; prints how many."""
+    files = held_out_files(corpus, split, data_config, kinds=kinds)
+    clips = []
+    for path in files:
+        found, rate = load_reference_clips(path, None, clip_seconds, clips_per_file)
+        clips += [(clip, rate) for clip in found]
+    print(f"{len(clips)} clips of {clip_seconds:g} s from {len(files)} {split} files")
+    return clips
+
+
+def degraded_clips(
+    spec: str, clips: list[tuple[np.ndarray, int]]
+) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """``(reference, degraded, rate)`` per clip; a clip whose MP3 round trip fails its
+    alignment check is reported and skipped, as ``launch/evaluate.py`` does."""
+    degradation = degrade.parse_degradation(spec)
+    for reference, rate in clips:
+        try:
+            degraded = np.asarray(degradation(reference, rate), np.float32)
+        except AlignmentError as e:
+            print(f"skipped a clip at {spec}: {e}")
+            continue
+        yield reference, degraded, rate
 
 
 def music_like(seconds: float, seed: int = 0) -> np.ndarray:

@@ -25,9 +25,7 @@ import common
 import jax.numpy as jnp
 import numpy as np
 
-from mp3gan import degrade, dsp, metrics
-from mp3gan.audio import AlignmentError
-from mp3gan.evaluate_run import held_out_files, load_reference_clips
+from mp3gan import dsp, metrics
 
 GAIN_LIMIT_DB = 35.0  # the fine stage's gains lie within ±35 dB
 
@@ -53,25 +51,21 @@ def main() -> None:
     args = p.parse_args()
     frames = [tuple(int(v) for v in f.split(":")) for f in args.frames.split(",")]
     data_config = common.load_config(Path(__file__).parent.parent / "configs" / "base.py").data
-    files = held_out_files(args.corpus, args.split, data_config, kinds=args.kinds.split(","))
-    clips = []
-    for path in files:
-        found, rate = load_reference_clips(path, None, args.clip_seconds, args.clips_per_file)
-        clips += [(clip, rate) for clip in found]
-    print(f"{len(clips)} clips of {args.clip_seconds:g} s from {len(files)} {args.split} files")
+    clips = common.held_out_clips(
+        args.corpus,
+        args.split,
+        data_config,
+        args.kinds.split(","),
+        args.clip_seconds,
+        args.clips_per_file,
+    )
     print(
         "degradation  frames (ms)      pre-echo dB (lower by)   pre-echo error dB   "
         "SI-SDR dB (change)"
     )
     for spec in args.degradations.split(","):
-        degradation = degrade.parse_degradation(spec)
         rows: dict[str, list[tuple[float, float, float]]] = {}
-        for reference, rate in clips:
-            try:
-                mp3 = np.asarray(degradation(reference, rate), np.float32)
-            except AlignmentError as e:  # as launch/evaluate.py: report and skip the clip
-                print(f"skipped a clip at {spec}: {e}")
-                continue
+        for reference, mp3, rate in common.degraded_clips(spec, clips):
             outputs = {"MP3 input": mp3}
             for n_fft, hop in frames:
                 label = f"{1000 * n_fft / rate:.1f} / {1000 * hop / rate:.2f}"

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 
+import common
 import numpy as np
 
 from mp3gan import checkpoint as ck
-from mp3gan import degrade, metrics
-from mp3gan.audio import AlignmentError
-from mp3gan.evaluate_run import held_out_files, load_reference_clips, model_method
+from mp3gan import metrics
+from mp3gan.evaluate_run import model_method
 
 
 def split_at(x: np.ndarray, sample_rate: int, cutoff_hz: float) -> tuple[np.ndarray, np.ndarray]:
@@ -60,27 +60,23 @@ def main() -> None:
     args = p.parse_args()
     checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
     data_config = ck.load_config(checkpoint).data  # the model's own split of the corpus
-    files = held_out_files(args.corpus, args.split, data_config, kinds=args.kinds.split(","))
     predict = model_method(checkpoint)
-    clips = []
-    for path in files:
-        found, rate = load_reference_clips(path, None, args.clip_seconds, args.clips_per_file)
-        clips += [(clip, rate) for clip in found]
-    print(f"{len(clips)} clips of {args.clip_seconds:g} s from {len(files)} {args.split} files")
+    clips = common.held_out_clips(
+        args.corpus,
+        args.split,
+        data_config,
+        args.kinds.split(","),
+        args.clip_seconds,
+        args.clips_per_file,
+    )
     print(
         "degradation  error below / above cutoff (dB re reference)   SI-SDR (dB)\n"
         "             MP3              model                          MP3    model  model "
         "below cutoff"
     )
     for spec in args.degradations.split(","):
-        degradation = degrade.parse_degradation(spec)
         rows = []
-        for reference, rate in clips:
-            try:
-                mp3 = np.asarray(degradation(reference, rate), np.float32)
-            except AlignmentError as e:  # as launch/evaluate.py: report and skip the clip
-                print(f"skipped a clip at {spec}: {e}")
-                continue
+        for reference, mp3, rate in common.degraded_clips(spec, clips):
             cutoff = metrics.cutoff_frequency(mp3, rate)
             output, _, _ = metrics.align_output(reference, predict(mp3, rate), rate, cutoff)
             output_below, _ = split_at(output, rate, cutoff)

@@ -2,8 +2,7 @@
 put each tone on its own side of the cutoff, or its error columns mean nothing."""
 
 import numpy as np
-
-from benchmarks.sisdr_bands import band_errors_db, split_at
+from sisdr_bands import band_errors_db, split_at
 
 RATE = 44100
 
