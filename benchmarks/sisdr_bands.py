@@ -78,23 +78,39 @@ def main() -> None:
         rows = []
         for reference, mp3, rate in common.degraded_clips(spec, clips):
             cutoff = metrics.cutoff_frequency(mp3, rate)
+            # Both the MP3 and the output are aligned to the reference as evaluate.py's
+            # score_pair aligns them, so the SI-SDR columns match its rows.
+            # The model restores the MP3 as decoded; only the scoring sees the aligned one.
+            mp3_aligned, _, _ = metrics.align_output(reference, mp3, rate, cutoff)
             output, _, _ = metrics.align_output(reference, predict(mp3, rate), rate, cutoff)
             output_below, _ = split_at(output, rate, cutoff)
             rows.append(
                 (
-                    *band_errors_db(reference, mp3, rate, cutoff),
+                    *band_errors_db(reference, mp3_aligned, rate, cutoff),
                     *band_errors_db(reference, output, rate, cutoff),
-                    metrics.si_sdr(reference, mp3),
+                    metrics.si_sdr(reference, mp3_aligned),
                     metrics.si_sdr(reference, output),
                     metrics.si_sdr(reference, output_below),
                 )
             )
-        m = np.mean(rows, axis=0)
-        print(
-            f"{spec:12s} {m[0]:6.2f} / {m[1]:6.2f}  {m[2]:6.2f} / {m[3]:6.2f}"
-            f"                  {m[4]:6.2f} {m[5]:6.2f} {m[6]:6.2f}   (n={len(rows)})",
-            flush=True,
-        )
+        print(format_row(spec, rows), flush=True)
+
+
+def format_row(spec: str, rows: list[tuple[float, ...]]) -> str:
+    """One printed line: the column means over the clips whose every figure is finite (a
+    silent band's error is -inf dB re a silent reference), and how many clips that is."""
+    values = np.asarray(rows, np.float64).reshape(len(rows), 7)
+    finite = values[np.all(np.isfinite(values), axis=1)]
+    dropped = (
+        f", {len(values) - len(finite)} not finite left out" if len(finite) < len(values) else ""
+    )
+    if len(finite) == 0:
+        return f"{spec:12s} no clip to score (n={len(values)}{dropped})"
+    m = finite.mean(axis=0)
+    return (
+        f"{spec:12s} {m[0]:6.2f} / {m[1]:6.2f}  {m[2]:6.2f} / {m[3]:6.2f}"
+        f"                  {m[4]:6.2f} {m[5]:6.2f} {m[6]:6.2f}   (n={len(finite)}{dropped})"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 put each tone on its own side of the cutoff, or its error columns mean nothing."""
 
 import numpy as np
-from sisdr_bands import band_errors_db, split_at
+from sisdr_bands import band_errors_db, format_row, split_at
 
 RATE = 44100
 
@@ -27,3 +27,25 @@ def test_band_errors_db_puts_each_error_in_its_band():
     below_db, above_db = band_errors_db(reference, estimate, RATE, cutoff_hz=6000.0)
     assert abs(below_db - (-40.0 - 10 * np.log10(2))) < 0.01
     assert above_db < -200  # nothing wrong above the cutoff
+
+
+def test_split_at_keeps_channels_apart_and_an_off_bin_tone_on_its_side():
+    # Tones between FFT bins leak; far from the cutoff the leak across it must stay small,
+    # and each channel is split on its own.
+    n = RATE // 2 + 37  # no tone below lands on a bin
+    left, right = _tones(1003.7, n=n), _tones(12011.3, n=n)
+    below, above = split_at(np.stack([left, right]), RATE, cutoff_hz=6000.0)
+    assert below.shape == above.shape == (2, n)
+    leak_db = lambda part, whole: 10 * np.log10(np.sum(part**2) / np.sum(whole**2))  # noqa: E731
+    assert leak_db(above[0], left) < -30  # the low tone stays below
+    assert leak_db(below[1], right) < -30  # the high tone stays above
+    assert leak_db(below[0] - left, left) < -30
+    assert leak_db(above[1] - right, right) < -30
+
+
+def test_format_row_leaves_out_clips_with_a_non_finite_figure_and_says_so():
+    good = (-20.0, -30.0, -21.0, -31.0, 10.0, 10.5, 10.4)
+    silent = (-20.0, float("-inf"), -21.0, float("-inf"), 10.0, 10.5, 10.4)
+    line = format_row("mp3:64", [good, silent])
+    assert "-20.00 / -30.00" in line and "(n=1, 1 not finite left out)" in line
+    assert "no clip to score (n=0)" in format_row("mp3:64", [])
