@@ -12,8 +12,9 @@ reference's energy (dB, lower is better) for the MP3 and the model, and the SI-S
 model's output with its band above the cutoff removed: the part of the SI-SDR change that
 the band fill accounts for, apart from what happens in the band the MP3 kept. The clips and
 alignment are ``launch/evaluate.py``'s (same split rule, clip cut, codec round trip and
-:func:`metrics.align_output`), so the SI-SDR columns equal its rows. Prints figures; not a
-test.
+:func:`metrics.align_output`), so the SI-SDR columns equal its rows when no clip is left
+out (a clip with any non-finite figure is, and the line counts them). Prints figures; not
+a test.
 """
 
 from __future__ import annotations
@@ -97,19 +98,19 @@ def main() -> None:
 
 
 def format_row(spec: str, rows: list[tuple[float, ...]]) -> str:
-    """One printed line: the column means over the clips whose every figure is finite (a
-    silent band's error is -inf dB re a silent reference), and how many clips that is."""
+    """One printed line: the column means over the clips whose every figure is finite, and
+    how many clips that is. NaN or inf come from a silent reference (or, for SI-SDR, a
+    silent or exact estimate); an error-free band is finite, floored near -300 dB."""
     values = np.asarray(rows, np.float64).reshape(len(rows), 7)
     finite = values[np.all(np.isfinite(values), axis=1)]
-    dropped = (
-        f", {len(values) - len(finite)} not finite left out" if len(finite) < len(values) else ""
-    )
+    left_out = len(values) - len(finite)
+    count = f"(n={len(finite)}" + (f", {left_out} not finite left out)" if left_out else ")")
     if len(finite) == 0:
-        return f"{spec:12s} no clip to score (n={len(values)}{dropped})"
+        return f"{spec:12s} no clip to score {count}"
     m = finite.mean(axis=0)
     return (
         f"{spec:12s} {m[0]:6.2f} / {m[1]:6.2f}  {m[2]:6.2f} / {m[3]:6.2f}"
-        f"                  {m[4]:6.2f} {m[5]:6.2f} {m[6]:6.2f}   (n={len(finite)}{dropped})"
+        f"                  {m[4]:6.2f} {m[5]:6.2f} {m[6]:6.2f}   {count}"
     )
 
 
