@@ -69,8 +69,9 @@ log = logging.getLogger(__name__)
 # MP3 at 32-192 kbps CBR and two VBR qualities (about V4 and V7), and 320 kbps: an MP3
 # with little to repair (a cut near 20 kHz, faint noise), an experiment toward a model
 # that leaves good audio alone. The shipped model, trained without it, moves lossless
-# input a median 27 dB SI-SDR from itself and costs test one-shots 3.4 dB at 128 kbps.
-# Run 6 (RESULTS.md) trained with it but changed a loss weight too; not yet validated.
+# input a median 29 dB SI-SDR from itself and costs test one-shots 2.8 dB at 128 kbps.
+# Runs 6 and 7 (docs/RESULTS_HISTORY.md) trained with it, changing other settings too,
+# and dulled lead-ins; not validated.
 DEFAULT_DEGRADATIONS = (
     "mp3:32",
     "mp3:48",
