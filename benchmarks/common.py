@@ -6,6 +6,7 @@ Imported as ``common`` (a script's own folder is first on ``sys.path``).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,30 @@ def held_out_clips(
         clips += [(clip, rate) for clip in found]
     print(f"{len(clips)} clips of {clip_seconds:g} s from {len(files)} {split} files")
     return clips
+
+
+def add_held_out_arguments(
+    p: argparse.ArgumentParser, split: str, clip_seconds: float, clips_per_file: int
+) -> None:
+    """The options that pick held-out clips and their degradations, with a script's defaults."""
+    p.add_argument("--corpus", default="data/corpus", help="prepared corpus folder")
+    p.add_argument("--split", default=split, choices=["validation", "test"])
+    p.add_argument("--kinds", default="music", help="manifest kinds, comma-separated")
+    p.add_argument("--degradations", default="mp3:32,mp3:64,mp3:128")
+    p.add_argument("--clip-seconds", type=float, default=clip_seconds)
+    p.add_argument("--clips-per-file", type=int, default=clips_per_file)
+
+
+def held_out_clips_from_args(args: argparse.Namespace, data_config) -> list[tuple[np.ndarray, int]]:
+    """:func:`held_out_clips` for the options of :func:`add_held_out_arguments`."""
+    return held_out_clips(
+        args.corpus,
+        args.split,
+        data_config,
+        args.kinds.split(","),
+        args.clip_seconds,
+        args.clips_per_file,
+    )
 
 
 def degraded_clips(

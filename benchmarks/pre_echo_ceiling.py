@@ -41,24 +41,12 @@ def oracle_gain(reference: np.ndarray, degraded: np.ndarray, n_fft: int, hop: in
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default="data/corpus", help="prepared corpus folder")
-    p.add_argument("--split", default="test", choices=["validation", "test"])
-    p.add_argument("--kinds", default="music", help="manifest kinds, comma-separated")
-    p.add_argument("--degradations", default="mp3:32,mp3:64,mp3:128")
-    p.add_argument("--clip-seconds", type=float, default=10.0)
-    p.add_argument("--clips-per-file", type=int, default=6)
+    common.add_held_out_arguments(p, split="test", clip_seconds=10.0, clips_per_file=6)
     p.add_argument("--frames", default="512:128,128:32,64:16", help="n_fft:hop, comma-separated")
     args = p.parse_args()
     frames = [tuple(int(v) for v in f.split(":")) for f in args.frames.split(",")]
     data_config = common.load_config(Path(__file__).parent.parent / "configs" / "base.py").data
-    clips = common.held_out_clips(
-        args.corpus,
-        args.split,
-        data_config,
-        args.kinds.split(","),
-        args.clip_seconds,
-        args.clips_per_file,
-    )
+    clips = common.held_out_clips_from_args(args, data_config)
     print(
         "degradation  frames (ms)      pre-echo dB (lower by)   pre-echo error dB   "
         "SI-SDR dB (change)"

@@ -51,25 +51,13 @@ def band_errors_db(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--corpus", default="data/corpus", help="prepared corpus folder")
     p.add_argument("--checkpoint", default=None, help="model to score (default: the shipped one)")
-    p.add_argument("--split", default="validation", choices=["validation", "test"])
-    p.add_argument("--kinds", default="music", help="manifest kinds, comma-separated")
-    p.add_argument("--degradations", default="mp3:32,mp3:64,mp3:128")
-    p.add_argument("--clip-seconds", type=float, default=5.0)
-    p.add_argument("--clips-per-file", type=int, default=5)
+    common.add_held_out_arguments(p, split="validation", clip_seconds=5.0, clips_per_file=5)
     args = p.parse_args()
     checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
     data_config = ck.load_config(checkpoint).data  # the model's own split of the corpus
     predict = model_method(checkpoint)
-    clips = common.held_out_clips(
-        args.corpus,
-        args.split,
-        data_config,
-        args.kinds.split(","),
-        args.clip_seconds,
-        args.clips_per_file,
-    )
+    clips = common.held_out_clips_from_args(args, data_config)
     print(
         "degradation  error below / above cutoff (dB re reference)   SI-SDR (dB)\n"
         "             MP3              model                          MP3    model  model "
