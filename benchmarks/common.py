@@ -29,25 +29,6 @@ def load_config(path: str | Path):
     return module.get_config()
 
 
-def held_out_clips(
-    corpus: str,
-    split: str,
-    data_config,
-    kinds: list[str],
-    clip_seconds: float,
-    clips_per_file: int,
-) -> list[tuple[np.ndarray, int]]:
-    """``(clip, rate)`` of every file of a corpus's held-out ``split``, cut as
-    ``launch/evaluate.py`` cuts them; prints how many."""
-    files = held_out_files(corpus, split, data_config, kinds=kinds)
-    clips = []
-    for path in files:
-        found, rate = load_reference_clips(path, None, clip_seconds, clips_per_file)
-        clips += [(clip, rate) for clip in found]
-    print(f"{len(clips)} clips of {clip_seconds:g} s from {len(files)} {split} files")
-    return clips
-
-
 def add_held_out_arguments(
     p: argparse.ArgumentParser, split: str, clip_seconds: float, clips_per_file: int
 ) -> None:
@@ -60,16 +41,17 @@ def add_held_out_arguments(
     p.add_argument("--clips-per-file", type=int, default=clips_per_file)
 
 
-def held_out_clips_from_args(args: argparse.Namespace, data_config) -> list[tuple[np.ndarray, int]]:
-    """:func:`held_out_clips` for the options of :func:`add_held_out_arguments`."""
-    return held_out_clips(
-        args.corpus,
-        args.split,
-        data_config,
-        args.kinds.split(","),
-        args.clip_seconds,
-        args.clips_per_file,
-    )
+def held_out_clips(args: argparse.Namespace, data_config) -> list[tuple[np.ndarray, int]]:
+    """``(clip, rate)`` of every file of the held-out split that the options of
+    :func:`add_held_out_arguments` name, cut as ``launch/evaluate.py`` cuts them; prints
+    how many. ``data_config`` decides the split (the model's own, where there is one)."""
+    files = held_out_files(args.corpus, args.split, data_config, kinds=args.kinds.split(","))
+    clips = []
+    for path in files:
+        found, rate = load_reference_clips(path, None, args.clip_seconds, args.clips_per_file)
+        clips += [(clip, rate) for clip in found]
+    print(f"{len(clips)} clips of {args.clip_seconds:g} s from {len(files)} {args.split} files")
+    return clips
 
 
 def degraded_clips(

@@ -46,7 +46,7 @@ def main() -> None:
     args = p.parse_args()
     frames = [tuple(int(v) for v in f.split(":")) for f in args.frames.split(",")]
     data_config = common.load_config(Path(__file__).parent.parent / "configs" / "base.py").data
-    clips = common.held_out_clips_from_args(args, data_config)
+    clips = common.held_out_clips(args, data_config)
     print(
         "degradation  frames (ms)      pre-echo dB (lower by)   pre-echo error dB   "
         "SI-SDR dB (change)"

@@ -57,7 +57,7 @@ def main() -> None:
     checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
     data_config = ck.load_config(checkpoint).data  # the model's own split of the corpus
     predict = model_method(checkpoint)
-    clips = common.held_out_clips_from_args(args, data_config)
+    clips = common.held_out_clips(args, data_config)
     print(
         "degradation  error below / above cutoff (dB re reference)   SI-SDR (dB)\n"
         "             MP3              model                          MP3    model  model "
@@ -67,9 +67,8 @@ def main() -> None:
         rows = []
         for reference, mp3, rate in common.degraded_clips(spec, clips):
             cutoff = metrics.cutoff_frequency(mp3, rate)
-            # Both the MP3 and the output are aligned to the reference as evaluate.py's
-            # score_pair aligns them, so the SI-SDR columns match its rows.
-            # The model restores the MP3 as decoded; only the scoring sees the aligned one.
+            # The model restores the MP3 as decoded; the MP3 and the output are then aligned
+            # to the reference as evaluate.py's score_pair aligns them for scoring.
             mp3_aligned, _, _ = metrics.align_output(reference, mp3, rate, cutoff)
             output, _, _ = metrics.align_output(reference, predict(mp3, rate), rate, cutoff)
             output_below, _ = split_at(output, rate, cutoff)
