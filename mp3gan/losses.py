@@ -153,12 +153,28 @@ def coherence_loss(
     return jnp.mean(1.0 - cxy[..., keep])
 
 
+def kept_band(
+    reference_stft: jax.Array, degraded_stft: jax.Array, kept_db: float = 30.0
+) -> jax.Array:
+    """1.0 for the time-frequency bins where the degraded input kept the band (its power
+    within ``kept_db`` of the reference's there), else 0.0; shaped like the STFTs.
+
+    Above an MP3's cutoff, and in the bins a low-bitrate MP3 zeroes frame by frame, the
+    input holds nothing, so the phase of anything added there cannot be known from it.
+    From the data only (no gradient)."""
+    ref_power = jnp.abs(reference_stft) ** 2
+    deg_power = jnp.abs(degraded_stft) ** 2
+    kept = deg_power >= 10 ** (-kept_db / 10) * ref_power
+    return jax.lax.stop_gradient(kept.astype(jnp.float32))
+
+
 def compressed_complex_loss(
     reference: jax.Array,
     estimate: jax.Array,
     n_fft: int = 512,
     hop: int = 128,
     power: float = 0.3,
+    degraded: jax.Array | None = None,
 ) -> jax.Array:
     """``‖Xc_ref − Xc_est‖² / ‖Xc_ref‖²`` on power-compressed complex STFTs
     (``Xc = X·|X|^(power−1)``, as the frame generator sees them), per clip, then mean.
@@ -169,11 +185,19 @@ def compressed_complex_loss(
     *less* energy to wrong energy, so against the magnitude losses it keeps additions
     coherent and leaves audio that is already good alone. Power-law compression (as in
     AP-BWE and CMGAN) keeps quiet bands from vanishing under loud ones. 0 iff equal.
+
+    With ``degraded`` (the generator's input), only the bins where the input kept the
+    band count (:func:`kept_band`). Above the cutoff the phase is unknowable, and there
+    compression makes a quiet band weigh about as much as a loud one: the full term held
+    the restored band about 10 dB below the reference's (``benchmarks/lsd_bands.py``),
+    far more than the band's true cost to the waveform, which the waveform term prices.
     """
-    ref = dsp.compress(dsp.stft(reference, n_fft, hop), power)
+    ref_stft = dsp.stft(reference, n_fft, hop)
+    ref = dsp.compress(ref_stft, power)
     est = dsp.compress(dsp.stft(estimate, n_fft, hop), power)
-    error = jnp.sum(jnp.abs(ref - est) ** 2, axis=(-2, -1))
-    energy = jnp.sum(jnp.abs(ref) ** 2, axis=(-2, -1))
+    weight = 1.0 if degraded is None else kept_band(ref_stft, dsp.stft(degraded, n_fft, hop))
+    error = jnp.sum(weight * jnp.abs(ref - est) ** 2, axis=(-2, -1))
+    energy = jnp.sum(weight * jnp.abs(ref) ** 2, axis=(-2, -1))
     return jnp.mean(error / jnp.maximum(energy, 1e-8))
 
 

@@ -87,7 +87,11 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
     if loss_cfg.get("waveform", 0) > 0 and degraded is not None:
         terms["waveform"] = losses.waveform_error_ratio_loss(reference, degraded, estimate)
     if loss_cfg.get("complex", 0) > 0:
-        terms["complex"] = losses.compressed_complex_loss(reference, estimate)
+        # Only where the input kept the band, when asked (and the input is known).
+        kept_only = loss_cfg.get("complex_kept_band", False)
+        terms["complex"] = losses.compressed_complex_loss(
+            reference, estimate, degraded=degraded if kept_only else None
+        )
     if loss_cfg.coherence > 0:
         terms["coherence"] = losses.coherence_loss(
             reference, estimate, sample_rate, f_min=loss_cfg.coherence_min_hz

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mp3gan import losses, metrics
+from mp3gan import dsp, losses, metrics
 
 SR = 16000
 LENGTH = 8000  # 0.5 s
@@ -167,6 +167,35 @@ def test_compressed_complex_loss_prefers_silence_to_a_band_at_the_wrong_phase():
     assert float(losses.compressed_complex_loss(reference, silent)) == pytest.approx(1.0)
     assert float(losses.compressed_complex_loss(reference, wrong_phase)) > 1.5
     assert float(losses.compressed_complex_loss(reference, 0.5 * reference)) < 0.2
+
+
+def test_compressed_complex_loss_with_the_input_counts_only_the_band_it_kept():
+    sr, n = 44100, 16384
+    rng = np.random.default_rng(2)
+    noise = rng.standard_normal((1, n))
+    spectrum = np.fft.rfft(noise)
+    above = np.fft.rfftfreq(n, 1 / sr) >= 11000
+    low = np.fft.irfft(np.where(above, 0, spectrum), n)  # the band an MP3 keeps
+    band = np.fft.irfft(np.where(above, spectrum, 0), n)  # the band it removes
+    reference = jnp.asarray(0.3 * (low + band), jnp.float32)
+    degraded = jnp.asarray(0.3 * low, jnp.float32)
+    wrong_phase = jnp.asarray(0.3 * (low + band[:, ::-1]), jnp.float32)
+
+    def loss(estimate, with_input):
+        given = degraded if with_input else None
+        return float(losses.compressed_complex_loss(reference, estimate, degraded=given))
+
+    # Without the input, a band above the cutoff at the wrong phase costs more than none;
+    # with it, neither costs anything, while an error in the kept band still does.
+    assert loss(wrong_phase, False) > loss(degraded, False) > 0.1
+    # (not exactly 0: the window leaks the removed band into the bins at the cutoff)
+    assert loss(wrong_phase, True) < 0.1 and loss(degraded, True) < 0.05
+    assert loss(jnp.asarray(0.3 * (low[:, ::-1] + band), jnp.float32), True) > 1.0
+    kept = np.asarray(losses.kept_band(dsp.stft(reference, 512, 128), dsp.stft(degraded, 512, 128)))
+    freqs = np.fft.rfftfreq(512, 1 / sr)
+    assert kept.shape == (1, 257, n // 128 + 1)
+    inner = kept[0, :, 2:-2]  # the zero-padded edge frames leak the low band everywhere
+    assert np.all(inner[freqs < 10500] == 1) and np.all(inner[freqs > 11500] == 0)
 
 
 def _attack_after_silence(sr: int = 44100, n: int = 16384) -> jnp.ndarray:

@@ -101,3 +101,18 @@ def test_base_weights_prefer_a_noise_band_to_lines_at_mel_crossings():
         return sum(weights[k] * float(v) for k, v in terms.items() if k != "pre_echo")
 
     assert weighted(lines) > 1.3 * weighted(noise_band)
+
+
+def test_complex_kept_band_counts_the_complex_term_where_the_input_kept_the_band():
+    sr, n = 44100, 8192
+    low = _band_noise(n, sr, 50, 11000, 0.1, seed=5)
+    reference = (low + _band_noise(n, sr, 11000, 20000, 0.01, seed=6))[None].astype(np.float32)
+    degraded = low[None].astype(np.float32)
+    estimate = (low + _band_noise(n, sr, 11000, 20000, 0.01, seed=7))[None].astype(np.float32)
+    weights = base.get_config().loss
+    full = steps.reconstruction_losses(reference, estimate, weights, sr, degraded=degraded)
+    weights.complex_kept_band = True
+    kept = steps.reconstruction_losses(reference, estimate, weights, sr, degraded=degraded)
+    # The band above 11 kHz at the wrong phase: most of the full term, little of the kept.
+    assert float(kept["complex"]) < 0.2 * float(full["complex"])
+    assert float(kept["mel"]) == float(full["mel"])
