@@ -110,6 +110,9 @@ def main() -> None:
             row = []
             for cell in cells:
                 total, squares, count = totals[name][cell]
+                if not count:  # e.g. no quiet frame in any clip
+                    row.append("-")
+                    continue
                 row.append(f"{total / count:+6.1f}/{np.sqrt(squares / count):5.1f}")
             cells_text = " ".join(f"{r:>14s}" for r in row)
             print(f"{name:8s} {np.nanmean(lsd_high[name]):9.2f} {cells_text}")
