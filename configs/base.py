@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
     # MR-STFT at 1) it drowned the pre-echo term. With MR-STFT at 50 and this at 10, 128
     # kbps validation SI-SDR fell to -0.24 dB; MR-STFT 15 with this at 20 brought it back
     # to -0.03; 40 did not lift 32 kbps SI-SDR (a filled band costs it;
-    # see docs/RESULTS_HISTORY.md, run 4).
+    # see docs/results/run4_and_earlier.md, run 4).
     c.loss.waveform = 40.0
     c.loss.coherence = 1.0  # (1 - coherence) weight; 0 disables the term
     c.loss.coherence_min_hz = 4000.0  # coherence loss counts bins from here up

@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 # with little to repair (a cut near 20 kHz, faint noise), an experiment toward a model
 # that leaves good audio alone. The shipped model, trained without it, moves lossless
 # input a median 29 dB SI-SDR from itself and costs test one-shots 2.8 dB at 128 kbps.
-# Runs 6 and 7 (docs/RESULTS_HISTORY.md) trained with it, changing other settings too,
+# Runs 6 and 7 (docs/results/run5.md) trained with it, changing other settings too,
 # and dulled lead-ins; not validated.
 DEFAULT_DEGRADATIONS = (
     "mp3:32",
