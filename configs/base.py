@@ -47,10 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
     # energy (~0.06 for MP3 at 64 kbps). It prefers no band to a band at the wrong phase,
     # which keeps SI-SDR (and good MP3s) intact against the magnitude terms. 0 disables.
     c.loss.complex = 100.0
-    # Count the complex term only in the bins where the MP3 kept the band (True), or in
-    # every bin (False, as the shipped model trained). Above the cutoff the phase cannot
-    # be known and the compressed term holds the restored band ~10 dB too dark.
-    c.loss.complex_kept_band = False
+    # Where the complex term counts: "all" bins (as the shipped model trained), the
+    # time-frequency bins where the MP3 "kept" the band, or the frequencies "below_cutoff"
+    # (the encoder's low-pass). Where the input holds nothing the phase cannot be known,
+    # and there the compressed term held the shipped model's band ~10 dB too dark.
+    c.loss.complex_band = "all"
     # The 2-8 kHz energy of the 10 ms before each onset against the reference's, as |log10|
     # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look. 300
     # (was 150, under which it moved slowly) so MR-STFT's new weight does not take its share.

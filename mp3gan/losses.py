@@ -153,18 +153,43 @@ def coherence_loss(
     return jnp.mean(1.0 - cxy[..., keep])
 
 
-def kept_band(
-    reference_stft: jax.Array, degraded_stft: jax.Array, kept_db: float = 30.0
-) -> jax.Array:
-    """1.0 for the time-frequency bins where the degraded input kept the band (its power
-    within ``kept_db`` of the reference's there), else 0.0; shaped like the STFTs.
+COMPLEX_BANDS = ("all", "kept", "below_cutoff")
 
-    Above an MP3's cutoff, and in the bins a low-bitrate MP3 zeroes frame by frame, the
-    input holds nothing, so the phase of anything added there cannot be known from it.
-    From the data only (no gradient)."""
+
+def kept_band(
+    reference_stft: jax.Array,
+    degraded_stft: jax.Array,
+    where: str = "kept",
+    kept_db: float = 30.0,
+    edge_frames: int = 4,
+) -> jax.Array:
+    """Weights (1.0 or 0.0, no gradient) for the bins of the STFTs where the degraded input
+    holds the band, so the phase of a correction there can be known from it.
+
+    ``"kept"``: per time-frequency bin, where the input's power is within ``kept_db`` of
+    the reference's (a low-bitrate MP3 also zeroes bins below its cutoff frame by frame).
+    ``"below_cutoff"``: per frequency, where the input has power in any frame (above
+    ``kept_db`` below the reference's mean power there), i.e. below the encoder's
+    low-pass; the ``edge_frames`` at each end, which see the zero padding and spread a
+    loud band's leakage over every bin, are left out of that test. Shaped ``[..., bins,
+    frames]`` or ``[..., bins, 1]``.
+    """
     ref_power = jnp.abs(reference_stft) ** 2
     deg_power = jnp.abs(degraded_stft) ** 2
-    kept = deg_power >= 10 ** (-kept_db / 10) * ref_power
+    floor = 10 ** (-kept_db / 10)
+    if where == "kept":
+        kept = deg_power >= floor * ref_power
+    elif where == "below_cutoff":
+        inner = (
+            slice(edge_frames, -edge_frames)
+            if deg_power.shape[-1] > 2 * edge_frames
+            else slice(None)
+        )
+        deg_max = jnp.max(deg_power[..., inner], axis=-1, keepdims=True)
+        ref_mean = jnp.mean(ref_power[..., inner], axis=-1, keepdims=True)
+        kept = deg_max >= floor * ref_mean
+    else:
+        raise ValueError(f"where={where!r}: one of {', '.join(COMPLEX_BANDS[1:])}")
     return jax.lax.stop_gradient(kept.astype(jnp.float32))
 
 
@@ -175,6 +200,7 @@ def compressed_complex_loss(
     hop: int = 128,
     power: float = 0.3,
     degraded: jax.Array | None = None,
+    where: str = "kept",
 ) -> jax.Array:
     """``‖Xc_ref − Xc_est‖² / ‖Xc_ref‖²`` on power-compressed complex STFTs
     (``Xc = X·|X|^(power−1)``, as the frame generator sees them), per clip, then mean.
@@ -186,16 +212,19 @@ def compressed_complex_loss(
     coherent and leaves audio that is already good alone. Power-law compression (as in
     AP-BWE and CMGAN) keeps quiet bands from vanishing under loud ones. 0 iff equal.
 
-    With ``degraded`` (the generator's input), only the bins where the input kept the
-    band count (:func:`kept_band`). Above the cutoff the phase is unknowable, and there
-    compression makes a quiet band weigh about as much as a loud one: the full term held
-    the restored band about 10 dB below the reference's (``benchmarks/lsd_bands.py``),
-    far more than the band's true cost to the waveform, which the waveform term prices.
+    With ``degraded`` (the generator's input), only the bins where the input holds the
+    band count (:func:`kept_band` with ``where``). Above the cutoff the phase is
+    unknowable, and there compression makes a quiet band weigh about as much as a loud
+    one: the full term held the restored band about 10 dB below the reference's
+    (``benchmarks/lsd_bands.py``), far more than the band's true cost to the waveform,
+    which the waveform term prices.
     """
     ref_stft = dsp.stft(reference, n_fft, hop)
     ref = dsp.compress(ref_stft, power)
     est = dsp.compress(dsp.stft(estimate, n_fft, hop), power)
-    weight = 1.0 if degraded is None else kept_band(ref_stft, dsp.stft(degraded, n_fft, hop))
+    weight = 1.0
+    if degraded is not None:
+        weight = kept_band(ref_stft, dsp.stft(degraded, n_fft, hop), where)
     error = jnp.sum(weight * jnp.abs(ref - est) ** 2, axis=(-2, -1))
     energy = jnp.sum(weight * jnp.abs(ref) ** 2, axis=(-2, -1))
     return jnp.mean(error / jnp.maximum(energy, 1e-8))

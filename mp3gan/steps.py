@@ -87,10 +87,14 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
     if loss_cfg.get("waveform", 0) > 0 and degraded is not None:
         terms["waveform"] = losses.waveform_error_ratio_loss(reference, degraded, estimate)
     if loss_cfg.get("complex", 0) > 0:
-        # Only where the input kept the band, when asked (and the input is known).
-        kept_only = loss_cfg.get("complex_kept_band", False)
+        # Only where the input holds the band, when asked (and the input is known).
+        band = loss_cfg.get("complex_band", "all")
+        if band not in losses.COMPLEX_BANDS:
+            raise ValueError(
+                f"loss.complex_band={band!r}: one of {', '.join(losses.COMPLEX_BANDS)}"
+            )
         terms["complex"] = losses.compressed_complex_loss(
-            reference, estimate, degraded=degraded if kept_only else None
+            reference, estimate, degraded=None if band == "all" else degraded, where=band
         )
     if loss_cfg.coherence > 0:
         terms["coherence"] = losses.coherence_loss(

@@ -196,6 +196,18 @@ def test_compressed_complex_loss_with_the_input_counts_only_the_band_it_kept():
     assert kept.shape == (1, 257, n // 128 + 1)
     inner = kept[0, :, 2:-2]  # the zero-padded edge frames leak the low band everywhere
     assert np.all(inner[freqs < 10500] == 1) and np.all(inner[freqs > 11500] == 0)
+    below = losses.kept_band(
+        dsp.stft(reference, 512, 128), dsp.stft(degraded, 512, 128), "below_cutoff"
+    )
+    below = np.asarray(below)[0, :, 0]  # one weight per frequency, for every frame
+    assert np.all(below[freqs < 10500] == 1) and np.all(below[freqs > 11500] == 0)
+    holes = np.asarray(degraded).copy()
+    holes[:, n // 2 :] = 0  # the band held in half the frames only: still below the cutoff
+    both = [
+        np.asarray(losses.kept_band(dsp.stft(reference, 512, 128), dsp.stft(holes, 512, 128), w))
+        for w in ("kept", "below_cutoff")
+    ]
+    assert both[0][0, freqs < 10500, -10].max() == 0 and both[1][0, freqs < 10500, 0].min() == 1
 
 
 def _attack_after_silence(sr: int = 44100, n: int = 16384) -> jnp.ndarray:

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 from helpers import clicks_and_noise
 
 from configs import base, tiny
@@ -103,16 +104,21 @@ def test_base_weights_prefer_a_noise_band_to_lines_at_mel_crossings():
     assert weighted(lines) > 1.3 * weighted(noise_band)
 
 
-def test_complex_kept_band_counts_the_complex_term_where_the_input_kept_the_band():
+def test_complex_band_counts_the_complex_term_where_the_input_holds_the_band():
     sr, n = 44100, 8192
     low = _band_noise(n, sr, 50, 11000, 0.1, seed=5)
     reference = (low + _band_noise(n, sr, 11000, 20000, 0.01, seed=6))[None].astype(np.float32)
     degraded = low[None].astype(np.float32)
     estimate = (low + _band_noise(n, sr, 11000, 20000, 0.01, seed=7))[None].astype(np.float32)
     weights = base.get_config().loss
-    full = steps.reconstruction_losses(reference, estimate, weights, sr, degraded=degraded)
-    weights.complex_kept_band = True
-    kept = steps.reconstruction_losses(reference, estimate, weights, sr, degraded=degraded)
-    # The band above 11 kHz at the wrong phase: most of the full term, little of the kept.
-    assert float(kept["complex"]) < 0.2 * float(full["complex"])
-    assert float(kept["mel"]) == float(full["mel"])
+    terms = {}
+    for band in ("all", "kept", "below_cutoff"):
+        weights.complex_band = band
+        terms[band] = steps.reconstruction_losses(reference, estimate, weights, sr, degraded)
+    # The band above 11 kHz at the wrong phase: most of the full term, little of the others.
+    for band in ("kept", "below_cutoff"):
+        assert float(terms[band]["complex"]) < 0.2 * float(terms["all"]["complex"]), band
+        assert float(terms[band]["mel"]) == float(terms["all"]["mel"])
+    weights.complex_band = "above"
+    with pytest.raises(ValueError, match="complex_band='above'"):
+        steps.reconstruction_losses(reference, estimate, weights, sr, degraded)
