@@ -167,11 +167,13 @@ def kept_band(
     holds the band, so the phase of a correction there can be known from it.
 
     ``"kept"``: per time-frequency bin, where the input's power is within ``kept_db`` of
-    the reference's (a low-bitrate MP3 also zeroes bins below its cutoff frame by frame).
+    the reference's (a low-bitrate MP3 also zeroes bins below its cutoff frame by frame;
+    in the first and last frames, which see the zero padding, leakage keeps a few more).
     ``"below_cutoff"``: per frequency, where the input has power in any frame (above
     ``kept_db`` below the reference's mean power there), i.e. below the encoder's
-    low-pass; the ``edge_frames`` at each end, which see the zero padding and spread a
-    loud band's leakage over every bin, are left out of that test. Shaped ``[..., bins,
+    low-pass; the ``edge_frames`` at each end (n_fft / hop for the complex term's STFT),
+    which see the zero padding and spread a loud band's leakage over every bin, are left
+    out of that test. Shaped ``[..., bins,
     frames]`` or ``[..., bins, 1]``.
     """
     ref_power = jnp.abs(reference_stft) ** 2
@@ -180,10 +182,10 @@ def kept_band(
     if where == "kept":
         kept = deg_power >= floor * ref_power
     elif where == "below_cutoff":
+        frames = deg_power.shape[-1]
+        # (A clip of no more frames than the edges tests them all, leakage and all.)
         inner = (
-            slice(edge_frames, -edge_frames)
-            if deg_power.shape[-1] > 2 * edge_frames
-            else slice(None)
+            slice(edge_frames, frames - edge_frames) if frames > 2 * edge_frames else slice(None)
         )
         deg_max = jnp.max(deg_power[..., inner], axis=-1, keepdims=True)
         ref_mean = jnp.mean(ref_power[..., inner], axis=-1, keepdims=True)
@@ -223,7 +225,7 @@ def compressed_complex_loss(
     ref = dsp.compress(ref_stft, power)
     est = dsp.compress(dsp.stft(estimate, n_fft, hop), power)
     weight = 1.0
-    if degraded is not None:
+    if degraded is not None and where != "all":
         weight = kept_band(ref_stft, dsp.stft(degraded, n_fft, hop), where)
     error = jnp.sum(weight * jnp.abs(ref - est) ** 2, axis=(-2, -1))
     energy = jnp.sum(weight * jnp.abs(ref) ** 2, axis=(-2, -1))

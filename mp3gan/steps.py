@@ -75,7 +75,8 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
     """The non-adversarial loss terms, each a per-example mean over the batch.
 
     ``degraded`` (the generator's input) is needed by the term measured against the
-    input's own error (waveform)."""
+    input's own error (waveform) and tells the complex term where the input holds the
+    band (``loss.complex_band``; without it that term counts every bin)."""
     terms = {
         "mel": losses.mel_loss(reference, estimate, sample_rate),
         "mr_stft": losses.multi_resolution_stft_loss(

@@ -24,7 +24,7 @@ import ml_collections
 from flax import nnx
 from tqdm import tqdm
 
-from mp3gan import checkpoint, distributed
+from mp3gan import checkpoint, distributed, losses
 from mp3gan.data import loader as data_loader
 from mp3gan.data.pairs import parse_mix
 from mp3gan.degrade import parse_degradation
@@ -92,6 +92,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         parse_mix(config.data.get("mix", ()))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    band = config.loss.get("complex_band", "all")
+    if band not in losses.COMPLEX_BANDS:
+        raise ConfigError(f"loss.complex_band={band!r}: one of {', '.join(losses.COMPLEX_BANDS)}")
 
 
 def _field(config: dict, dotted: str):

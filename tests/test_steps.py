@@ -48,6 +48,22 @@ def test_pmap_over_4_devices_equals_one_device_with_whole_batch():
         assert any(not np.allclose(a, b) for a, b in leaves)
 
 
+@pytest.mark.parametrize("band", ["kept", "below_cutoff"])
+def test_the_pmapped_step_trains_with_the_complex_term_where_the_input_holds_the_band(band):
+    config = tiny.get_config()
+    config.loss.complex = 10.0
+    config.loss.complex_band = band
+    state, statics = train.create_state(config)
+    step = train.pmapped_step(statics, adversarial=False)
+    p_state = train.replicate(state, 4)
+    for _ in range(2):  # the learning-rate warm-up starts at 0: the second step moves
+        p_state, metrics = step(p_state, _batch(4, 1, 2048))
+    assert np.isfinite(metrics["g_grad_norm"][0]) and float(metrics["g_grad_norm"][0]) > 0
+    new = train.unreplicate(p_state).g_params
+    leaves = zip(jax.tree.leaves(new), jax.tree.leaves(state.g_params), strict=True)
+    assert any(not np.allclose(x, y) for x, y in leaves)
+
+
 def test_tiny_model_learns_a_fixed_clip():
     config = tiny.get_config()
     config.optim.g_lr = 1e-3

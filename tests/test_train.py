@@ -65,6 +65,14 @@ def test_bad_degradations_fail_before_any_work(tmp_path, field):
     assert not (tmp_path / "bad").exists()  # nothing made, not even the work directory
 
 
+def test_an_unknown_complex_band_fails_before_any_work(tmp_path):
+    config = tiny.get_config()
+    config.loss.complex_band = "above"
+    with pytest.raises(train.ConfigError, match="loss.complex_band='above': one of all, kept"):
+        train.train_and_evaluate(config, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_wandb_offline_writes_scalars_and_media(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     config = tiny.get_config()
