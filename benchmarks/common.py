@@ -41,6 +41,20 @@ def add_held_out_arguments(
     p.add_argument("--clips-per-file", type=int, default=clips_per_file)
 
 
+def model_on_held_out_options(doc: str) -> tuple[argparse.Namespace, str, object]:
+    """Parse ``--checkpoint`` (default: the shipped model) and the held-out options
+    (validation music, 5 clips of 5 s per file) for a script whose docstring is ``doc``:
+    ``(args, checkpoint, data_config)``, the last the model's own split of the corpus."""
+    from mp3gan import checkpoint as ck
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="model to score (default: the shipped one)")
+    add_held_out_arguments(p, split="validation", clip_seconds=5.0, clips_per_file=5)
+    args = p.parse_args()
+    checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
+    return args, str(checkpoint), ck.load_config(checkpoint).data
+
+
 def held_out_clips(args: argparse.Namespace, data_config) -> list[tuple[np.ndarray, int]]:
     """``(clip, rate)`` of every file of the held-out split that the options of
     :func:`add_held_out_arguments` name, cut as ``launch/evaluate.py`` cuts them; prints

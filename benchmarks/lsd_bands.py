@@ -19,13 +19,10 @@ are ``launch/evaluate.py``'s. Prints figures; not a test.
 
 from __future__ import annotations
 
-import argparse
-
 import common
 import numpy as np
 
 from mp3gan import baselines, dsp, metrics
-from mp3gan import checkpoint as ck
 from mp3gan.evaluate_run import model_method
 
 N_FFT, HOP = 2048, 512  # metrics.lsd's defaults
@@ -63,23 +60,19 @@ def cell_errors(
     diff = est_db - ref_db  # [C, bins, frames]
     active = frames["loud"] | frames["quiet"]
     high = freqs >= cutoff_hz
-    cells = {}
-    for name, band in bands.items():
-        d = diff[:, band, :][np.broadcast_to(active[:, None, :], diff[:, band, :].shape)]
-        cells[name] = (float(d.sum()), float((d**2).sum()), d.size)
-    for name, mask in frames.items():
-        d = diff[:, high, :][np.broadcast_to(mask[:, None, :], diff[:, high, :].shape)]
-        cells[name] = (float(d.sum()), float((d**2).sum()), d.size)
+
+    def cell(bins: np.ndarray, frame_mask: np.ndarray) -> tuple[float, float, int]:
+        part = diff[:, bins, :]
+        d = part[np.broadcast_to(frame_mask[:, None, :], part.shape)]
+        return float(d.sum()), float((d**2).sum()), d.size
+
+    cells = {name: cell(band, active) for name, band in bands.items()}
+    cells.update({name: cell(high, mask) for name, mask in frames.items()})
     return cells
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=None, help="model to score (default: the shipped one)")
-    common.add_held_out_arguments(p, split="validation", clip_seconds=5.0, clips_per_file=5)
-    args = p.parse_args()
-    checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
-    data_config = ck.load_config(checkpoint).data  # the model's own split of the corpus
+    args, checkpoint, data_config = common.model_on_held_out_options(__doc__)
     methods = {
         "MP3": baselines.identity,
         "exciter": baselines.exciter,

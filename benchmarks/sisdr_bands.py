@@ -19,12 +19,9 @@ a test.
 
 from __future__ import annotations
 
-import argparse
-
 import common
 import numpy as np
 
-from mp3gan import checkpoint as ck
 from mp3gan import metrics
 from mp3gan.evaluate_run import model_method
 
@@ -50,12 +47,7 @@ def band_errors_db(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", default=None, help="model to score (default: the shipped one)")
-    common.add_held_out_arguments(p, split="validation", clip_seconds=5.0, clips_per_file=5)
-    args = p.parse_args()
-    checkpoint = args.checkpoint or ck.DEFAULT_CHECKPOINT
-    data_config = ck.load_config(checkpoint).data  # the model's own split of the corpus
+    args, checkpoint, data_config = common.model_on_held_out_options(__doc__)
     predict = model_method(checkpoint)
     clips = common.held_out_clips(args, data_config)
     print(

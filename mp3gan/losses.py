@@ -156,6 +156,12 @@ def coherence_loss(
 COMPLEX_BANDS = ("all", "kept", "below_cutoff")
 
 
+def check_complex_band(band: str) -> None:
+    """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS`."""
+    if band not in COMPLEX_BANDS:
+        raise ValueError(f"loss.complex_band={band!r}: one of {', '.join(COMPLEX_BANDS)}")
+
+
 def kept_band(
     reference_stft: jax.Array,
     degraded_stft: jax.Array,
@@ -173,8 +179,7 @@ def kept_band(
     ``kept_db`` below the reference's mean power there), i.e. below the encoder's
     low-pass; the ``edge_frames`` at each end (n_fft / hop for the complex term's STFT),
     which see the zero padding and spread a loud band's leakage over every bin, are left
-    out of that test. Shaped ``[..., bins,
-    frames]`` or ``[..., bins, 1]``.
+    out of that test. Shaped ``[..., bins, frames]`` or ``[..., bins, 1]``.
     """
     ref_power = jnp.abs(reference_stft) ** 2
     deg_power = jnp.abs(degraded_stft) ** 2

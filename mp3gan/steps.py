@@ -90,12 +90,9 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
     if loss_cfg.get("complex", 0) > 0:
         # Only where the input holds the band, when asked (and the input is known).
         band = loss_cfg.get("complex_band", "all")
-        if band not in losses.COMPLEX_BANDS:
-            raise ValueError(
-                f"loss.complex_band={band!r}: one of {', '.join(losses.COMPLEX_BANDS)}"
-            )
+        losses.check_complex_band(band)
         terms["complex"] = losses.compressed_complex_loss(
-            reference, estimate, degraded=None if band == "all" else degraded, where=band
+            reference, estimate, degraded=degraded, where=band
         )
     if loss_cfg.coherence > 0:
         terms["coherence"] = losses.coherence_loss(

@@ -92,9 +92,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         parse_mix(config.data.get("mix", ()))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    band = config.loss.get("complex_band", "all")
-    if band not in losses.COMPLEX_BANDS:
-        raise ConfigError(f"loss.complex_band={band!r}: one of {', '.join(losses.COMPLEX_BANDS)}")
+    try:
+        losses.check_complex_band(config.loss.get("complex_band", "all"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _field(config: dict, dotted: str):
