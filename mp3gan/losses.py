@@ -156,10 +156,19 @@ def coherence_loss(
 COMPLEX_BANDS = ("all", "kept", "below_cutoff")
 
 
-def check_complex_band(band: str) -> None:
-    """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS`."""
+def check_complex_band(band: str, min_cutoff_hz: float = 0.0, sample_rate: int = 44100) -> None:
+    """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS` and
+    ``min_cutoff_hz`` (``loss.complex_band_min_cutoff_hz``) is 0, or below Nyquist with a
+    band other than "all" (with "all" nothing is freed, so it would do nothing)."""
     if band not in COMPLEX_BANDS:
         raise ValueError(f"loss.complex_band={band!r}: one of {', '.join(COMPLEX_BANDS)}")
+    if min_cutoff_hz == 0:
+        return
+    field = f"loss.complex_band_min_cutoff_hz={min_cutoff_hz:g}"
+    if not 0 < min_cutoff_hz < sample_rate / 2:
+        raise ValueError(f"{field}: 0 (off) or a frequency below {sample_rate / 2:g} Hz")
+    if band == "all":
+        raise ValueError(f"{field} needs loss.complex_band 'kept' or 'below_cutoff', not 'all'")
 
 
 def kept_band(
@@ -200,6 +209,33 @@ def kept_band(
     return jax.lax.stop_gradient(kept.astype(jnp.float32))
 
 
+def wide_input(
+    reference_stft: jax.Array,
+    degraded_stft: jax.Array,
+    min_cutoff_hz: float,
+    sample_rate: int,
+    n_fft: int,
+) -> jax.Array:
+    """Per clip, whether the degraded input holds the band just above ``min_cutoff_hz``
+    (its encoder's low-pass is higher): at least half of the reference's power in the
+    kHz above that frequency lies in bins :func:`kept_band` marks kept. Shaped
+    ``[..., 1, 1]`` (it broadcasts over bins and frames), no gradient; a reference
+    silent there counts as wide (there is no band to fill).
+
+    Power, not presence: an MP3's noise floor above its low-pass is "kept" wherever the
+    reference's band is ~30 dB quieter still, and a test of any such bin called most
+    32 kbps crops wide. LAME's low-passes on stereo music sit near 5.5, 7.6, 11, 15 and
+    16.5 kHz at 32, 48, 64, 96 and 128 kbps (``metrics.cutoff_frequency`` on the
+    held-out music), so 8.5 kHz parts the two lowest rates from the rest.
+    """
+    kept = kept_band(reference_stft, degraded_stft, "kept")
+    freqs = jnp.arange(reference_stft.shape[-2]) * sample_rate / n_fft
+    band = ((freqs >= min_cutoff_hz) & (freqs < min_cutoff_hz + 1000.0))[:, None]
+    power = band * jnp.abs(reference_stft) ** 2
+    held = jnp.sum(kept * power, axis=(-2, -1), keepdims=True)
+    return jax.lax.stop_gradient(held >= 0.5 * jnp.sum(power, axis=(-2, -1), keepdims=True))
+
+
 def compressed_complex_loss(
     reference: jax.Array,
     estimate: jax.Array,
@@ -208,6 +244,8 @@ def compressed_complex_loss(
     power: float = 0.3,
     degraded: jax.Array | None = None,
     where: str = "kept",
+    min_cutoff_hz: float = 0.0,
+    sample_rate: int = 44100,
 ) -> jax.Array:
     """``‖Xc_ref − Xc_est‖² / ‖Xc_ref‖²`` on power-compressed complex STFTs
     (``Xc = X·|X|^(power−1)``, as the frame generator sees them), per clip, then mean.
@@ -225,13 +263,22 @@ def compressed_complex_loss(
     one: the full term held the restored band about 10 dB below the reference's
     (``benchmarks/lsd_bands.py``), far more than the band's true cost to the waveform,
     which the waveform term prices.
+
+    ``min_cutoff_hz`` frees the band only in clips whose input holds it up to at least
+    that frequency (:func:`wide_input`); a clip cut lower counts every bin. Filled above
+    a low low-pass (a 32 kbps MP3's ~5.5 kHz), a band at unknowable phase costs the
+    waveform more than it is worth, as run 10 found (RESULTS.md).
     """
     ref_stft = dsp.stft(reference, n_fft, hop)
     ref = dsp.compress(ref_stft, power)
     est = dsp.compress(dsp.stft(estimate, n_fft, hop), power)
     weight = 1.0
     if degraded is not None and where != "all":
-        weight = kept_band(ref_stft, dsp.stft(degraded, n_fft, hop), where)
+        deg_stft = dsp.stft(degraded, n_fft, hop)
+        weight = kept_band(ref_stft, deg_stft, where)
+        if min_cutoff_hz > 0:
+            wide = wide_input(ref_stft, deg_stft, min_cutoff_hz, sample_rate, n_fft)
+            weight = jnp.where(wide, weight, 1.0)
     error = jnp.sum(weight * jnp.abs(ref - est) ** 2, axis=(-2, -1))
     energy = jnp.sum(weight * jnp.abs(ref) ** 2, axis=(-2, -1))
     return jnp.mean(error / jnp.maximum(energy, 1e-8))

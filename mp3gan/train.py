@@ -93,7 +93,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     try:
-        losses.check_complex_band(config.loss.get("complex_band", "all"))
+        losses.check_complex_band(
+            config.loss.get("complex_band", "all"),
+            float(config.loss.get("complex_band_min_cutoff_hz", 0.0)),
+            config.data.sample_rate,
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
 

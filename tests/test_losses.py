@@ -210,6 +210,51 @@ def test_compressed_complex_loss_with_the_input_counts_only_the_band_it_kept():
     assert both[0][0, freqs < 10500, -10].max() == 0 and both[1][0, freqs < 10500, 0].min() == 1
 
 
+def _low_passed(x: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
+    spectrum = np.fft.rfft(x)
+    keep = np.fft.rfftfreq(x.shape[-1], 1 / sr) < cutoff_hz
+    return np.fft.irfft(np.where(keep, spectrum, 0), x.shape[-1])
+
+
+def test_wide_input_parts_clips_cut_low_from_clips_cut_high():
+    sr, n = 44100, 16384
+    noise = 0.3 * np.random.default_rng(3).standard_normal((1, n))
+    # Reference, input: full band cut at 5.5 kHz (a 32 kbps MP3), at 11 kHz (64 kbps),
+    # and a reference with nothing above 7 kHz cut at 5.5 kHz (nothing to fill there).
+    dark = _low_passed(noise, sr, 7000)
+    clips = [
+        (noise, _low_passed(noise, sr, 5500)),
+        (noise, _low_passed(noise, sr, 11000)),
+        (dark, _low_passed(dark, sr, 5500)),
+    ]
+    reference = jnp.asarray(np.concatenate([r for r, _ in clips]), jnp.float32)
+    degraded = jnp.asarray(np.concatenate([d for _, d in clips]), jnp.float32)
+    ref_stft, deg_stft = dsp.stft(reference, 512, 128), dsp.stft(degraded, 512, 128)
+    wide = losses.wide_input(ref_stft, deg_stft, 8500, sr, 512)
+    assert wide.shape == (3, 1, 1)
+    assert np.asarray(wide).ravel().tolist() == [False, True, True]
+    # A clip cut low counts every bin (as "all"); a clip cut high only the kept ones.
+    estimate = degraded + jnp.asarray(
+        np.concatenate([r - d for r, d in clips])[:, ::-1].copy(), jnp.float32
+    )  # each clip's missing band added at the wrong phase
+
+    def loss(**kw):
+        return [
+            float(
+                losses.compressed_complex_loss(
+                    reference[i], estimate[i], degraded=degraded[i], **kw
+                )
+            )
+            for i in range(3)
+        ]
+
+    every = loss(where="all")
+    kept = loss(where="kept")
+    priced = loss(where="kept", min_cutoff_hz=8500, sample_rate=sr)
+    assert priced[0] == pytest.approx(every[0], rel=1e-5) and priced[0] > 1.0
+    assert priced[1] == pytest.approx(kept[1], rel=1e-5) and priced[1] < 0.5 * every[1]
+
+
 def _attack_after_silence(sr: int = 44100, n: int = 16384) -> jnp.ndarray:
     rng = np.random.default_rng(1)
     x = np.zeros((1, n), np.float32)

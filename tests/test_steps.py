@@ -48,11 +48,16 @@ def test_pmap_over_4_devices_equals_one_device_with_whole_batch():
         assert any(not np.allclose(a, b) for a, b in leaves)
 
 
-@pytest.mark.parametrize("band", ["kept", "below_cutoff"])
-def test_the_pmapped_step_trains_with_the_complex_term_where_the_input_holds_the_band(band):
+@pytest.mark.parametrize(
+    ("band", "min_cutoff_hz"), [("kept", 0.0), ("below_cutoff", 0.0), ("kept", 8500.0)]
+)
+def test_the_pmapped_step_trains_with_the_complex_term_where_the_input_holds_the_band(
+    band, min_cutoff_hz
+):
     config = tiny.get_config()
     config.loss.complex = 10.0
     config.loss.complex_band = band
+    config.loss.complex_band_min_cutoff_hz = min_cutoff_hz
     state, statics = train.create_state(config)
     step = train.pmapped_step(statics, adversarial=False)
     p_state = train.replicate(state, 4)
@@ -135,6 +140,14 @@ def test_complex_band_counts_the_complex_term_where_the_input_holds_the_band():
     for band in ("kept", "below_cutoff"):
         assert float(terms[band]["complex"]) < 0.2 * float(terms["all"]["complex"]), band
         assert float(terms[band]["mel"]) == float(terms["all"]["mel"])
+    terms_by = {band: terms[band]["complex"] for band in terms}
+    # The input holds the band to 11 kHz: freed by a minimum cutoff below that, not above.
+    weights.complex_band = "kept"
+    for hz, like in ((8500.0, "kept"), (12000.0, "all")):
+        weights.complex_band_min_cutoff_hz = hz
+        terms = steps.reconstruction_losses(reference, estimate, weights, sr, degraded)
+        assert float(terms["complex"]) == pytest.approx(float(terms_by[like]), rel=1e-5), hz
+    weights.complex_band_min_cutoff_hz = 0.0
     weights.complex_band = "above"
     with pytest.raises(ValueError, match="complex_band='above'"):
         steps.reconstruction_losses(reference, estimate, weights, sr, degraded)

@@ -73,6 +73,23 @@ def test_an_unknown_complex_band_fails_before_any_work(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize(
+    ("band", "hz", "message"),
+    [
+        ("kept", -1.0, "complex_band_min_cutoff_hz=-1: 0 .off. or a frequency below 22050 Hz"),
+        ("kept", 30000.0, "complex_band_min_cutoff_hz=30000: 0 .off. or a frequency below"),
+        ("all", 8500.0, "complex_band_min_cutoff_hz=8500 needs loss.complex_band 'kept'"),
+    ],
+)
+def test_a_bad_complex_band_min_cutoff_fails_before_any_work(tmp_path, band, hz, message):
+    config = tiny.get_config()
+    config.loss.complex_band = band
+    config.loss.complex_band_min_cutoff_hz = hz
+    with pytest.raises(train.ConfigError, match=message):
+        train.train_and_evaluate(config, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_wandb_offline_writes_scalars_and_media(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     config = tiny.get_config()
