@@ -53,9 +53,10 @@ def get_config() -> ml_collections.ConfigDict:
     # and there the compressed term held the shipped model's band ~10 dB too dark.
     c.loss.complex_band = "all"
     # With a complex_band other than "all": free the band only in clips whose MP3 holds
-    # it up to this frequency (Hz; 0 = every clip). Filled above a 32 kbps MP3's 5.5 kHz
-    # low-pass, a band at unknowable phase cost SI-SDR (run 10); 8500 keeps 32 and 48
-    # kbps clips phase-bound and frees 64 kbps and up.
+    # most of the reference's power in the kHz above this frequency (Hz; 0 = every clip).
+    # Filled above a 32 kbps MP3's 5.5 kHz low-pass, a band at unknowable phase cost
+    # SI-SDR (run 10); 8500 typically keeps stereo 32 and 48 kbps clips phase-bound and
+    # frees 64 kbps and up (losses.wide_input).
     c.loss.complex_band_min_cutoff_hz = 0.0
     # The 2-8 kHz energy of the 10 ms before each onset against the reference's, as |log10|
     # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look. 300

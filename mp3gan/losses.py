@@ -156,15 +156,18 @@ def coherence_loss(
 COMPLEX_BANDS = ("all", "kept", "below_cutoff")
 
 
-def check_complex_band(band: str, min_cutoff_hz: float = 0.0, sample_rate: int = 44100) -> None:
+def check_complex_band(band: str, min_cutoff_hz: float = 0.0, sample_rate: int = 0) -> None:
     """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS` and
     ``min_cutoff_hz`` (``loss.complex_band_min_cutoff_hz``) is 0, or below Nyquist with a
-    band other than "all" (with "all" nothing is freed, so it would do nothing)."""
+    band other than "all" (with "all" nothing is freed, so it would do nothing); the
+    ``sample_rate`` is needed to check a nonzero ``min_cutoff_hz``."""
     if band not in COMPLEX_BANDS:
         raise ValueError(f"loss.complex_band={band!r}: one of {', '.join(COMPLEX_BANDS)}")
     if min_cutoff_hz == 0:
         return
     field = f"loss.complex_band_min_cutoff_hz={min_cutoff_hz:g}"
+    if not sample_rate:
+        raise ValueError(f"{field}: checking it needs the sample rate")
     if not 0 < min_cutoff_hz < sample_rate / 2:
         raise ValueError(f"{field}: 0 (off) or a frequency below {sample_rate / 2:g} Hz")
     if band == "all":
@@ -215,25 +218,37 @@ def wide_input(
     min_cutoff_hz: float,
     sample_rate: int,
     n_fft: int,
+    edge_frames: int = 4,
+    silent_db: float = 50.0,
 ) -> jax.Array:
     """Per clip, whether the degraded input holds the band just above ``min_cutoff_hz``
     (its encoder's low-pass is higher): at least half of the reference's power in the
     kHz above that frequency lies in bins :func:`kept_band` marks kept. Shaped
-    ``[..., 1, 1]`` (it broadcasts over bins and frames), no gradient; a reference
-    silent there counts as wide (there is no band to fill).
+    ``[..., 1, 1]`` (it broadcasts over bins and frames), no gradient.
 
     Power, not presence: an MP3's noise floor above its low-pass is "kept" wherever the
     reference's band is ~30 dB quieter still, and a test of any such bin called most
-    32 kbps crops wide. LAME's low-passes on stereo music sit near 5.5, 7.6, 11, 15 and
-    16.5 kHz at 32, 48, 64, 96 and 128 kbps (``metrics.cutoff_frequency`` on the
-    held-out music), so 8.5 kHz parts the two lowest rates from the rest.
+    32 kbps crops wide. Where the reference itself has next to nothing in that kHz (more
+    than ``silent_db`` below the clip's power) the test cannot tell a low cut from a high
+    one, so the clip is not wide (every bin counts, the cautious side). The ``edge_frames``
+    at each end, which see the zero padding, are left out as in :func:`kept_band`.
+
+    Typical: LAME's low-passes on stereo music sit near 5.5, 7.6, 11, 15 and 16.5 kHz at
+    32, 48, 64, 96 and 128 kbps (``metrics.cutoff_frequency`` on the held-out music), so
+    8.5 kHz parts the two lowest rates from the rest; mono encodes are cut higher, and a
+    64 kbps crop whose top is quiet can lose most of that kHz (then it is not wide).
     """
+    frames = reference_stft.shape[-1]
+    inner = slice(edge_frames, frames - edge_frames) if frames > 2 * edge_frames else slice(None)
+    reference_stft, degraded_stft = reference_stft[..., inner], degraded_stft[..., inner]
     kept = kept_band(reference_stft, degraded_stft, "kept")
-    freqs = jnp.arange(reference_stft.shape[-2]) * sample_rate / n_fft
+    freqs = np.arange(reference_stft.shape[-2]) * sample_rate / n_fft
     band = ((freqs >= min_cutoff_hz) & (freqs < min_cutoff_hz + 1000.0))[:, None]
-    power = band * jnp.abs(reference_stft) ** 2
-    held = jnp.sum(kept * power, axis=(-2, -1), keepdims=True)
-    return jax.lax.stop_gradient(held >= 0.5 * jnp.sum(power, axis=(-2, -1), keepdims=True))
+    power = jnp.abs(reference_stft) ** 2
+    in_band = jnp.sum(band * power, axis=(-2, -1), keepdims=True)
+    held = jnp.sum(kept * band * power, axis=(-2, -1), keepdims=True)
+    audible = in_band > 10 ** (-silent_db / 10) * jnp.sum(power, axis=(-2, -1), keepdims=True)
+    return jax.lax.stop_gradient((held >= 0.5 * in_band) & audible)
 
 
 def compressed_complex_loss(
@@ -245,7 +260,7 @@ def compressed_complex_loss(
     degraded: jax.Array | None = None,
     where: str = "kept",
     min_cutoff_hz: float = 0.0,
-    sample_rate: int = 44100,
+    sample_rate: int | None = None,
 ) -> jax.Array:
     """``‖Xc_ref − Xc_est‖² / ‖Xc_ref‖²`` on power-compressed complex STFTs
     (``Xc = X·|X|^(power−1)``, as the frame generator sees them), per clip, then mean.
@@ -264,8 +279,9 @@ def compressed_complex_loss(
     (``benchmarks/lsd_bands.py``), far more than the band's true cost to the waveform,
     which the waveform term prices.
 
-    ``min_cutoff_hz`` frees the band only in clips whose input holds it up to at least
-    that frequency (:func:`wide_input`); a clip cut lower counts every bin. Filled above
+    ``min_cutoff_hz`` (with ``sample_rate``) frees the band only in clips whose input
+    holds most of the reference's power in the kHz above that frequency
+    (:func:`wide_input`); any other clip counts every bin. Filled above
     a low low-pass (a 32 kbps MP3's ~5.5 kHz), a band at unknowable phase costs the
     waveform more than it is worth, as run 10 found (RESULTS.md).
     """
@@ -277,6 +293,8 @@ def compressed_complex_loss(
         deg_stft = dsp.stft(degraded, n_fft, hop)
         weight = kept_band(ref_stft, deg_stft, where)
         if min_cutoff_hz > 0:
+            if sample_rate is None:
+                raise ValueError("min_cutoff_hz needs the sample_rate")
             wide = wide_input(ref_stft, deg_stft, min_cutoff_hz, sample_rate, n_fft)
             weight = jnp.where(wide, weight, 1.0)
     error = jnp.sum(weight * jnp.abs(ref - est) ** 2, axis=(-2, -1))

@@ -219,21 +219,23 @@ def _low_passed(x: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
 def test_wide_input_parts_clips_cut_low_from_clips_cut_high():
     sr, n = 44100, 16384
     noise = 0.3 * np.random.default_rng(3).standard_normal((1, n))
-    # Reference, input: full band cut at 5.5 kHz (a 32 kbps MP3), at 11 kHz (64 kbps),
-    # and a reference with nothing above 7 kHz cut at 5.5 kHz (nothing to fill there).
+    # Reference, input: full band cut at 5.5 kHz (a 32 kbps MP3), at 11 kHz (64 kbps); a
+    # reference with nothing above 7 kHz cut at 5.5 kHz (the test cannot see the cut, so
+    # every bin counts: 5.5-7 kHz is still there to fill); digital silence.
     dark = _low_passed(noise, sr, 7000)
     clips = [
         (noise, _low_passed(noise, sr, 5500)),
         (noise, _low_passed(noise, sr, 11000)),
         (dark, _low_passed(dark, sr, 5500)),
+        (np.zeros_like(noise), np.zeros_like(noise)),
     ]
     reference = jnp.asarray(np.concatenate([r for r, _ in clips]), jnp.float32)
     degraded = jnp.asarray(np.concatenate([d for _, d in clips]), jnp.float32)
     ref_stft, deg_stft = dsp.stft(reference, 512, 128), dsp.stft(degraded, 512, 128)
     wide = losses.wide_input(ref_stft, deg_stft, 8500, sr, 512)
-    assert wide.shape == (3, 1, 1)
-    assert np.asarray(wide).ravel().tolist() == [False, True, True]
-    # A clip cut low counts every bin (as "all"); a clip cut high only the kept ones.
+    assert wide.shape == (4, 1, 1)
+    assert np.asarray(wide).ravel().tolist() == [False, True, False, False]
+    # A clip not wide counts every bin (as "all"); a wide one only the kept ones.
     estimate = degraded + jnp.asarray(
         np.concatenate([r - d for r, d in clips])[:, ::-1].copy(), jnp.float32
     )  # each clip's missing band added at the wrong phase
@@ -245,7 +247,7 @@ def test_wide_input_parts_clips_cut_low_from_clips_cut_high():
                     reference[i], estimate[i], degraded=degraded[i], **kw
                 )
             )
-            for i in range(3)
+            for i in range(4)
         ]
 
     every = loss(where="all")
@@ -253,6 +255,15 @@ def test_wide_input_parts_clips_cut_low_from_clips_cut_high():
     priced = loss(where="kept", min_cutoff_hz=8500, sample_rate=sr)
     assert priced[0] == pytest.approx(every[0], rel=1e-5) and priced[0] > 1.0
     assert priced[1] == pytest.approx(kept[1], rel=1e-5) and priced[1] < 0.5 * every[1]
+    assert priced[2] == pytest.approx(every[2], rel=1e-5) and priced[2] > 2 * kept[2]
+    assert priced[3] == 0.0
+    # A batch mixing them is the mean of its clips.
+    batch = losses.compressed_complex_loss(
+        reference, estimate, degraded=degraded, where="kept", min_cutoff_hz=8500, sample_rate=sr
+    )
+    assert float(batch) == pytest.approx(np.mean(priced), rel=1e-5)
+    with pytest.raises(ValueError, match="needs the sample_rate"):
+        losses.compressed_complex_loss(reference, estimate, degraded=degraded, min_cutoff_hz=8500)
 
 
 def _attack_after_silence(sr: int = 44100, n: int = 16384) -> jnp.ndarray:
