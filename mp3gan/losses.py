@@ -156,22 +156,31 @@ def coherence_loss(
 COMPLEX_BANDS = ("all", "kept", "below_cutoff")
 
 
-def check_complex_band(band: str, min_cutoff_hz: float = 0.0, sample_rate: int = 0) -> None:
-    """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS` and
-    ``min_cutoff_hz`` (``loss.complex_band_min_cutoff_hz``) is 0, or below Nyquist with a
-    band other than "all" (with "all" nothing is freed, so it would do nothing); the
-    ``sample_rate`` is needed to check a nonzero ``min_cutoff_hz``."""
+def check_complex_band(
+    band: str, min_cutoff_hz: float = 0.0, sample_rate: int = 0, max_cutoff_hz: float = 0.0
+) -> None:
+    """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS` and each of
+    ``min_cutoff_hz`` and ``max_cutoff_hz`` (``loss.complex_band_min_cutoff_hz``,
+    ``..._max_cutoff_hz``) is 0, or below Nyquist with a band other than "all" (with
+    "all" nothing is freed, so it would do nothing), the minimum below the maximum; the
+    ``sample_rate`` is needed to check a nonzero one."""
     if band not in COMPLEX_BANDS:
         raise ValueError(f"loss.complex_band={band!r}: one of {', '.join(COMPLEX_BANDS)}")
-    if min_cutoff_hz == 0:
-        return
-    field = f"loss.complex_band_min_cutoff_hz={min_cutoff_hz:g}"
-    if not sample_rate:
-        raise ValueError(f"{field}: checking it needs the sample rate")
-    if not 0 < min_cutoff_hz < sample_rate / 2:
-        raise ValueError(f"{field}: 0 (off) or a frequency below {sample_rate / 2:g} Hz")
-    if band == "all":
-        raise ValueError(f"{field} needs loss.complex_band 'kept' or 'below_cutoff', not 'all'")
+    for name, hz in (("min", min_cutoff_hz), ("max", max_cutoff_hz)):
+        if hz == 0:
+            continue
+        field = f"loss.complex_band_{name}_cutoff_hz={hz:g}"
+        if not sample_rate:
+            raise ValueError(f"{field}: checking it needs the sample rate")
+        if not 0 < hz < sample_rate / 2:
+            raise ValueError(f"{field}: 0 (off) or a frequency below {sample_rate / 2:g} Hz")
+        if band == "all":
+            raise ValueError(f"{field} needs loss.complex_band 'kept' or 'below_cutoff', not 'all'")
+    if min_cutoff_hz and max_cutoff_hz and min_cutoff_hz >= max_cutoff_hz:
+        raise ValueError(
+            f"loss.complex_band_min_cutoff_hz={min_cutoff_hz:g} must be below "
+            f"loss.complex_band_max_cutoff_hz={max_cutoff_hz:g}"
+        )
 
 
 def kept_band(
@@ -215,13 +224,14 @@ def kept_band(
 def wide_input(
     reference_stft: jax.Array,
     degraded_stft: jax.Array,
-    min_cutoff_hz: float,
+    frequency_hz: float,
     sample_rate: int,
     n_fft: int,
     edge_frames: int = 4,
     silent_db: float = 50.0,
+    if_silent: bool = False,
 ) -> jax.Array:
-    """Per clip, whether the degraded input holds the band just above ``min_cutoff_hz``
+    """Per clip, whether the degraded input holds the band just above ``frequency_hz``
     (its encoder's low-pass is higher): at least half of the reference's power in the
     kHz above that frequency lies in bins :func:`kept_band` marks kept. Shaped
     ``[..., 1, 1]`` (it broadcasts over bins and frames), no gradient.
@@ -230,7 +240,8 @@ def wide_input(
     reference's band is ~30 dB quieter still, and a test of any such bin called most
     32 kbps crops wide. Where the reference itself has next to nothing in that kHz (more
     than ``silent_db`` below the clip's power) the test cannot tell a low cut from a high
-    one, so the clip is not wide (every bin counts, the cautious side). The ``edge_frames``
+    one, and the answer is ``if_silent`` (not wide for a lower bound: every bin counts,
+    the cautious side; wide for an upper one, for the same reason). The ``edge_frames``
     at each end, which see the zero padding, are left out as in :func:`kept_band`.
 
     Typical: LAME's low-passes on stereo music sit near 5.5, 7.6, 11, 15 and 16.5 kHz at
@@ -243,12 +254,12 @@ def wide_input(
     reference_stft, degraded_stft = reference_stft[..., inner], degraded_stft[..., inner]
     kept = kept_band(reference_stft, degraded_stft, "kept")
     freqs = np.arange(reference_stft.shape[-2]) * sample_rate / n_fft
-    band = ((freqs >= min_cutoff_hz) & (freqs < min_cutoff_hz + 1000.0))[:, None]
+    band = ((freqs >= frequency_hz) & (freqs < frequency_hz + 1000.0))[:, None]
     power = jnp.abs(reference_stft) ** 2
     in_band = jnp.sum(band * power, axis=(-2, -1), keepdims=True)
     held = jnp.sum(kept * band * power, axis=(-2, -1), keepdims=True)
     audible = in_band > 10 ** (-silent_db / 10) * jnp.sum(power, axis=(-2, -1), keepdims=True)
-    return jax.lax.stop_gradient((held >= 0.5 * in_band) & audible)
+    return jax.lax.stop_gradient(jnp.where(audible, held >= 0.5 * in_band, if_silent))
 
 
 def compressed_complex_loss(
@@ -261,6 +272,7 @@ def compressed_complex_loss(
     where: str = "kept",
     min_cutoff_hz: float = 0.0,
     sample_rate: int | None = None,
+    max_cutoff_hz: float = 0.0,
 ) -> jax.Array:
     """``‖Xc_ref − Xc_est‖² / ‖Xc_ref‖²`` on power-compressed complex STFTs
     (``Xc = X·|X|^(power−1)``, as the frame generator sees them), per clip, then mean.
@@ -283,7 +295,9 @@ def compressed_complex_loss(
     holds most of the reference's power in the kHz above that frequency
     (:func:`wide_input`); any other clip counts every bin. Filled above
     a low low-pass (a 32 kbps MP3's ~5.5 kHz), a band at unknowable phase costs the
-    waveform more than it is worth, as run 10 found (RESULTS.md).
+    waveform more than it is worth, as run 10 found (RESULTS.md). ``max_cutoff_hz`` keeps
+    clips whose input holds the kHz above it bound too: near-transparent MP3s, where a
+    filled band costs more of a high SI-SDR than it is worth (run 12).
     """
     ref_stft = dsp.stft(reference, n_fft, hop)
     ref = dsp.compress(ref_stft, power)
@@ -292,11 +306,16 @@ def compressed_complex_loss(
     if degraded is not None and where != "all":
         deg_stft = dsp.stft(degraded, n_fft, hop)
         weight = kept_band(ref_stft, deg_stft, where)
+        if (min_cutoff_hz > 0 or max_cutoff_hz > 0) and sample_rate is None:
+            raise ValueError("min_cutoff_hz and max_cutoff_hz need the sample_rate")
         if min_cutoff_hz > 0:
-            if sample_rate is None:
-                raise ValueError("min_cutoff_hz needs the sample_rate")
             wide = wide_input(ref_stft, deg_stft, min_cutoff_hz, sample_rate, n_fft)
             weight = jnp.where(wide, weight, 1.0)
+        if max_cutoff_hz > 0:
+            wider = wide_input(
+                ref_stft, deg_stft, max_cutoff_hz, sample_rate, n_fft, if_silent=True
+            )
+            weight = jnp.where(wider, 1.0, weight)
     error = jnp.sum(weight * jnp.abs(ref - est) ** 2, axis=(-2, -1))
     energy = jnp.sum(weight * jnp.abs(ref) ** 2, axis=(-2, -1))
     return jnp.mean(error / jnp.maximum(energy, 1e-8))

@@ -91,13 +91,15 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
         # Only where the input holds the band, when asked (and the input is known).
         band = loss_cfg.get("complex_band", "all")
         min_cutoff_hz = float(loss_cfg.get("complex_band_min_cutoff_hz", 0.0))
-        losses.check_complex_band(band, min_cutoff_hz, sample_rate)
+        max_cutoff_hz = float(loss_cfg.get("complex_band_max_cutoff_hz", 0.0))
+        losses.check_complex_band(band, min_cutoff_hz, sample_rate, max_cutoff_hz)
         terms["complex"] = losses.compressed_complex_loss(
             reference,
             estimate,
             degraded=degraded,
             where=band,
             min_cutoff_hz=min_cutoff_hz,
+            max_cutoff_hz=max_cutoff_hz,
             sample_rate=sample_rate,
         )
     if loss_cfg.coherence > 0:

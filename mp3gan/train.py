@@ -97,6 +97,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             config.loss.get("complex_band", "all"),
             float(config.loss.get("complex_band_min_cutoff_hz", 0.0)),
             config.data.sample_rate,
+            float(config.loss.get("complex_band_max_cutoff_hz", 0.0)),
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None

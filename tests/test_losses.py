@@ -262,8 +262,40 @@ def test_wide_input_parts_clips_cut_low_from_clips_cut_high():
         reference, estimate, degraded=degraded, where="kept", min_cutoff_hz=8500, sample_rate=sr
     )
     assert float(batch) == pytest.approx(np.mean(priced), rel=1e-5)
-    with pytest.raises(ValueError, match="needs the sample_rate"):
+    with pytest.raises(ValueError, match="need the sample_rate"):
         losses.compressed_complex_loss(reference, estimate, degraded=degraded, min_cutoff_hz=8500)
+
+
+def test_max_cutoff_keeps_clips_cut_high_bound():
+    sr, n = 44100, 16384
+    noise = 0.3 * np.random.default_rng(4).standard_normal((1, n))
+    cuts = (5500, 11000, 16500)  # about 32, 64 and 128 kbps
+    reference = jnp.asarray(np.concatenate([noise] * 3), jnp.float32)
+    degraded = jnp.asarray(np.concatenate([_low_passed(noise, sr, c) for c in cuts]), jnp.float32)
+    estimate = degraded + (reference - degraded)[:, ::-1]  # missing bands at the wrong phase
+
+    def loss(i, **kw):
+        kw = {"degraded": degraded[i], "sample_rate": sr, **kw}
+        return float(losses.compressed_complex_loss(reference[i], estimate[i], **kw))
+
+    for i in range(3):
+        every, kept = loss(i, where="all"), loss(i, where="kept")
+        priced = loss(i, where="kept", min_cutoff_hz=8500, max_cutoff_hz=12000)
+        # Only the clip cut between the two (64 kbps) is freed.
+        assert priced == pytest.approx(kept if i == 1 else every, rel=1e-5), cuts[i]
+        assert every > 1.5 * kept, cuts[i]  # (so the two cases differ)
+    # A reference silent above the maximum cannot show a cut there: the clip stays freed
+    # only if its cut is seen between the two.
+    dark = _low_passed(noise, sr, 11500)
+    wider = losses.wide_input(
+        dsp.stft(jnp.asarray(dark, jnp.float32), 512, 128),
+        dsp.stft(jnp.asarray(_low_passed(dark, sr, 11000), jnp.float32), 512, 128),
+        12000,
+        sr,
+        512,
+        if_silent=True,
+    )
+    assert bool(np.asarray(wider).all())
 
 
 def _attack_after_silence(sr: int = 44100, n: int = 16384) -> jnp.ndarray:

@@ -147,7 +147,13 @@ def test_complex_band_counts_the_complex_term_where_the_input_holds_the_band():
         weights.complex_band_min_cutoff_hz = hz
         terms = steps.reconstruction_losses(reference, estimate, weights, sr, degraded)
         assert float(terms["complex"]) == pytest.approx(float(terms_by[like]), rel=1e-5), hz
-    weights.complex_band_min_cutoff_hz = 0.0
+    # A maximum below the input's 11 kHz cut keeps it bound; one above frees it.
+    weights.complex_band_min_cutoff_hz = 8500.0
+    for hz, like in ((10000.0, "all"), (12000.0, "kept")):
+        weights.complex_band_max_cutoff_hz = hz
+        terms = steps.reconstruction_losses(reference, estimate, weights, sr, degraded)
+        assert float(terms["complex"]) == pytest.approx(float(terms_by[like]), rel=1e-5), hz
+    weights.complex_band_min_cutoff_hz = weights.complex_band_max_cutoff_hz = 0.0
     weights.complex_band = "above"
     with pytest.raises(ValueError, match="complex_band='above'"):
         steps.reconstruction_losses(reference, estimate, weights, sr, degraded)

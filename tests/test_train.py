@@ -79,12 +79,16 @@ def test_an_unknown_complex_band_fails_before_any_work(tmp_path):
         ("kept", -1.0, "complex_band_min_cutoff_hz=-1: 0 .off. or a frequency below 22050 Hz"),
         ("kept", 30000.0, "complex_band_min_cutoff_hz=30000: 0 .off. or a frequency below"),
         ("all", 8500.0, "complex_band_min_cutoff_hz=8500 needs loss.complex_band 'kept'"),
+        ("kept", (12000.0, 8500.0), "min_cutoff_hz=12000 must be below .*max_cutoff_hz=8500"),
+        ("all", (0.0, 12000.0), "complex_band_max_cutoff_hz=12000 needs loss.complex_band"),
     ],
 )
-def test_a_bad_complex_band_min_cutoff_fails_before_any_work(tmp_path, band, hz, message):
+def test_a_bad_complex_band_cutoff_fails_before_any_work(tmp_path, band, hz, message):
     config = tiny.get_config()
     config.loss.complex_band = band
-    config.loss.complex_band_min_cutoff_hz = hz
+    low, high = hz if isinstance(hz, tuple) else (hz, 0.0)
+    config.loss.complex_band_min_cutoff_hz = low
+    config.loss.complex_band_max_cutoff_hz = high
     with pytest.raises(train.ConfigError, match=message):
         train.train_and_evaluate(config, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
