@@ -293,11 +293,11 @@ def compressed_complex_loss(
 
     ``min_cutoff_hz`` (with ``sample_rate``) frees the band only in clips whose input
     holds most of the reference's power in the kHz above that frequency
-    (:func:`wide_input`); any other clip counts every bin. Filled above
-    a low low-pass (a 32 kbps MP3's ~5.5 kHz), a band at unknowable phase costs the
-    waveform more than it is worth, as run 10 found (RESULTS.md). ``max_cutoff_hz`` keeps
-    clips whose input holds the kHz above it bound too: near-transparent MP3s, where a
-    filled band costs more of a high SI-SDR than it is worth (run 12).
+    (:func:`wide_input`); any other clip counts every bin. Filled above a low low-pass
+    (a 32 kbps MP3's ~5.5 kHz), a band at unknowable phase costs the waveform more than
+    it is worth, as run 10 found (docs/results/runs_from_run9.md). ``max_cutoff_hz``
+    keeps clips whose input holds the kHz above it bound too: near-transparent MP3s,
+    where a filled band costs more of a high SI-SDR than it is worth (run 12).
     """
     ref_stft = dsp.stft(reference, n_fft, hop)
     ref = dsp.compress(ref_stft, power)
