@@ -61,6 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
     # And keep bound the clips whose MP3 holds the kHz above this (Hz; 0 = no bound):
     # near-transparent MP3s, whose high SI-SDR a band at unknowable phase costs most;
     # 12000 keeps 96 kbps and up (15-16.5 kHz low-passes) as the shipped model trained.
+    # A clip whose reference is silent in that kHz stays bound, so a maximum near Nyquist
+    # binds nearly every clip (as "all"), not none.
     c.loss.complex_band_max_cutoff_hz = 0.0
     # The 2-8 kHz energy of the 10 ms before each onset against the reference's, as |log10|
     # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look. 300
