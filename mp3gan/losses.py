@@ -156,22 +156,23 @@ def coherence_loss(
 COMPLEX_BANDS = ("all", "kept", "below_cutoff")
 
 
-def check_complex_band(
-    band: str, min_cutoff_hz: float = 0.0, sample_rate: int = 0, max_cutoff_hz: float = 0.0
-) -> None:
-    """ValueError (one line) unless ``band`` is one of :data:`COMPLEX_BANDS` and each of
-    ``min_cutoff_hz`` and ``max_cutoff_hz`` (``loss.complex_band_min_cutoff_hz``,
-    ``..._max_cutoff_hz``) is 0, or below Nyquist with a band other than "all" (with
-    "all" nothing is freed, so it would do nothing), the minimum below the maximum; the
-    ``sample_rate`` is needed to check a nonzero one."""
+def complex_band_settings(loss_cfg, sample_rate: int) -> tuple[str, float, float]:
+    """``(band, min_cutoff_hz, max_cutoff_hz)`` of a config's ``loss`` section
+    (``complex_band``, ``complex_band_min_cutoff_hz``, ``complex_band_max_cutoff_hz``;
+    a config from before a field existed reads as "all" / 0, as it trained), checked:
+    ValueError (one line, naming the field) unless the band is one of
+    :data:`COMPLEX_BANDS` and each cutoff is 0, or below Nyquist with a band other than
+    "all" (with "all" nothing is freed, so it would do nothing), the minimum below the
+    maximum."""
+    band = loss_cfg.get("complex_band", "all")
+    min_cutoff_hz = float(loss_cfg.get("complex_band_min_cutoff_hz", 0.0))
+    max_cutoff_hz = float(loss_cfg.get("complex_band_max_cutoff_hz", 0.0))
     if band not in COMPLEX_BANDS:
         raise ValueError(f"loss.complex_band={band!r}: one of {', '.join(COMPLEX_BANDS)}")
     for name, hz in (("min", min_cutoff_hz), ("max", max_cutoff_hz)):
         if hz == 0:
             continue
         field = f"loss.complex_band_{name}_cutoff_hz={hz:g}"
-        if not sample_rate:
-            raise ValueError(f"{field}: checking it needs the sample rate")
         if not 0 < hz < sample_rate / 2:
             raise ValueError(f"{field}: 0 (off) or a frequency below {sample_rate / 2:g} Hz")
         if band == "all":
@@ -181,6 +182,14 @@ def check_complex_band(
             f"loss.complex_band_min_cutoff_hz={min_cutoff_hz:g} must be below "
             f"loss.complex_band_max_cutoff_hz={max_cutoff_hz:g}"
         )
+    return band, min_cutoff_hz, max_cutoff_hz
+
+
+def _inner_frames(frames: int, edge_frames: int) -> slice:
+    """The frames of an STFT but ``edge_frames`` at each end, which see the zero padding
+    (and spread a loud band's leakage over every bin); all of them for a clip of no more
+    frames than the edges."""
+    return slice(edge_frames, frames - edge_frames) if frames > 2 * edge_frames else slice(None)
 
 
 def kept_band(
@@ -208,11 +217,7 @@ def kept_band(
     if where == "kept":
         kept = deg_power >= floor * ref_power
     elif where == "below_cutoff":
-        frames = deg_power.shape[-1]
-        # (A clip of no more frames than the edges tests them all, leakage and all.)
-        inner = (
-            slice(edge_frames, frames - edge_frames) if frames > 2 * edge_frames else slice(None)
-        )
+        inner = _inner_frames(deg_power.shape[-1], edge_frames)
         deg_max = jnp.max(deg_power[..., inner], axis=-1, keepdims=True)
         ref_mean = jnp.mean(ref_power[..., inner], axis=-1, keepdims=True)
         kept = deg_max >= floor * ref_mean
@@ -249,8 +254,7 @@ def wide_input(
     8.5 kHz parts the two lowest rates from the rest; mono encodes are cut higher, and a
     64 kbps crop whose top is quiet can lose most of that kHz (then it is not wide).
     """
-    frames = reference_stft.shape[-1]
-    inner = slice(edge_frames, frames - edge_frames) if frames > 2 * edge_frames else slice(None)
+    inner = _inner_frames(reference_stft.shape[-1], edge_frames)
     reference_stft, degraded_stft = reference_stft[..., inner], degraded_stft[..., inner]
     kept = kept_band(reference_stft, degraded_stft, "kept")
     freqs = np.arange(reference_stft.shape[-2]) * sample_rate / n_fft

@@ -89,10 +89,7 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
         terms["waveform"] = losses.waveform_error_ratio_loss(reference, degraded, estimate)
     if loss_cfg.get("complex", 0) > 0:
         # Only where the input holds the band, when asked (and the input is known).
-        band = loss_cfg.get("complex_band", "all")
-        min_cutoff_hz = float(loss_cfg.get("complex_band_min_cutoff_hz", 0.0))
-        max_cutoff_hz = float(loss_cfg.get("complex_band_max_cutoff_hz", 0.0))
-        losses.check_complex_band(band, min_cutoff_hz, sample_rate, max_cutoff_hz)
+        band, min_cutoff_hz, max_cutoff_hz = losses.complex_band_settings(loss_cfg, sample_rate)
         terms["complex"] = losses.compressed_complex_loss(
             reference,
             estimate,

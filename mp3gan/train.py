@@ -93,12 +93,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     try:
-        losses.check_complex_band(
-            config.loss.get("complex_band", "all"),
-            float(config.loss.get("complex_band_min_cutoff_hz", 0.0)),
-            config.data.sample_rate,
-            float(config.loss.get("complex_band_max_cutoff_hz", 0.0)),
-        )
+        losses.complex_band_settings(config.loss, config.data.sample_rate)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
