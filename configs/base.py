@@ -68,6 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
     # of their ratio (0.1 = 1 dB): pre-echo is where whole-clip losses hardly look. 300
     # (was 150, under which it moved slowly) so MR-STFT's new weight does not take its share.
     c.loss.pre_echo = 300.0
+    # The same lead-ins per 2.9 ms frame and bin (|log10| of the power ratio): where in
+    # the window and band MP3 put its noise, which the fine gain stage can cut there
+    # (losses.lead_in_spectrum_loss). 0 disables (as the shipped model trained).
+    c.loss.lead_in_spectrum = 0.0
     # Do no harm: waveform error as log10 of its ratio to the MP3's error (0 = as the input,
     # -0.1 = 1 dB better SDR). The spectral terms are level-relative and would trade the
     # loud band's accuracy (SI-SDR) for the quiet one's; this term is steepest on good MP3s.

@@ -373,6 +373,52 @@ def _delayed(x: jax.Array, frames: int = 1) -> jax.Array:
     return jnp.pad(x, pad + [(0, -frames)])[..., -frames:]
 
 
+_LEAD_IN_FFT, _LEAD_IN_HOP = 128, 32  # 2.9 ms frames every 0.7 ms at 44.1 kHz
+
+
+def _onset_windows(
+    reference: jax.Array,
+    sample_rate: int,
+    window_ms: float,
+    guard_ms: float,
+    band_hz: tuple[float, float],
+) -> tuple[jax.Array, jax.Array, jax.Array, int]:
+    """Where the lead-ins before the reference's onsets lie, in short frames
+    (``_LEAD_IN_FFT`` samples every ``_LEAD_IN_HOP``): ``(energy, ends, after, window)``,
+    the reference's ``band_hz`` energy per frame, 1 at the last frame of each onset's
+    lead-in window (else 0), the reference's energy in the ``window`` frames from that
+    onset on (read at the same frame), and the window's length in frames.
+
+    Onsets are found nearly as the metric finds them: a frame at least 15 dB above the
+    mean of the 50 ms before it (none in the first 50 ms), within 50 dB of the clip's
+    loudest frame, and no jump in the 50 ms before it (the metric asks for no *onset*
+    there, a sequential rule; the two differ only for attacks closer than 50 ms in a
+    row). The window's last frame ends ``guard_ms`` before the first sample of the onset
+    frame (the first frame whose energy jumped), so no frame of it shares a sample with it.
+    """
+    n_fft, hop = _LEAD_IN_FFT, _LEAD_IN_HOP
+    frames_per_ms = sample_rate / hop / 1000.0
+    history = max(1, round(50.0 * frames_per_ms))
+    window = max(1, round(window_ms * frames_per_ms))
+    guard = max(1, round(guard_ms * frames_per_ms))
+    energy = jax.lax.stop_gradient(_band_energy(reference, sample_rate, n_fft, hop, band_hz))
+    # Mean of the `history` frames before each frame (inf until there are that many).
+    before = _delayed(_trailing(energy, history)) / history
+    before = jnp.where(jnp.arange(energy.shape[-1]) < history, jnp.inf, before)
+    loudest = jnp.max(energy, axis=-1, keepdims=True)
+    loud = (energy > 0) & (energy >= 1e-5 * loudest)
+    jump = ((energy >= before * 10**1.5) & loud).astype(jnp.float32)
+    # One onset per attack, as the metric counts them: the first jump in 50 ms. (A
+    # rising attack jumps in several frames; the later ones' windows would hold it.)
+    recent = _delayed(_trailing(jump, history, jax.lax.max))
+    onset = jump * (1.0 - recent)
+    # The frame that ends each onset's window: its last sample `guard` frames before the
+    # onset frame's first (frames overlap by n_fft - hop samples).
+    ends = _delayed(onset, -(guard + n_fft // hop))
+    after = _delayed(_trailing(energy, window), -(guard + n_fft // hop + window - 1))
+    return energy, ends, after, window
+
+
 def pre_echo_loss(
     reference: jax.Array,
     estimate: jax.Array,
@@ -393,41 +439,19 @@ def pre_echo_loss(
     predict, but it can bring the lead-in's *level* back down to the reference's, which
     is what is heard and what the metric measures. Both sides count, so a dulled
     lead-in is as wrong as a smeared one. Frames are 2.9 ms long every 0.7 ms
-    (``n_fft`` 128, hop 32 at 44.1 kHz); the window's last frame ends ``guard_ms``
-    before the first sample of the onset frame (the first frame whose energy jumped),
-    so no frame of the window shares a sample with it. Onsets are found nearly as the
-    metric finds them: a frame at least 15 dB above the mean of the 50 ms before it
-    (none in the first 50 ms), within 50 dB of the clip's loudest frame, and no jump in
-    the 50 ms before it (the metric asks for no *onset* there, a sequential rule; the
-    two differ only for attacks closer than 50 ms in a row). Both energies are floored
+    (``n_fft`` 128, hop 32 at 44.1 kHz), onsets and windows as
+    :func:`_onset_windows` finds them. Both energies are floored
     at 60 dB below the reference's energy in the ``window_ms`` from the onset on (the
     metric's floor), so digital silence before an attack stays finite.
     """
-    n_fft, hop = 128, 32
-    frames_per_ms = sample_rate / hop / 1000.0
-    history = max(1, round(50.0 * frames_per_ms))
-    window = max(1, round(window_ms * frames_per_ms))
-    guard = max(1, round(guard_ms * frames_per_ms))
-    energy = jax.lax.stop_gradient(_band_energy(reference, sample_rate, n_fft, hop, band_hz))
-    # Mean of the `history` frames before each frame (inf until there are that many).
-    before = _delayed(_trailing(energy, history)) / history
-    before = jnp.where(jnp.arange(energy.shape[-1]) < history, jnp.inf, before)
-    loudest = jnp.max(energy, axis=-1, keepdims=True)
-    loud = (energy > 0) & (energy >= 1e-5 * loudest)
-    jump = ((energy >= before * 10**1.5) & loud).astype(jnp.float32)
-    # One onset per attack, as the metric counts them: the first jump in 50 ms. (A
-    # rising attack jumps in several frames; the later ones' windows would hold it.)
-    recent = _delayed(_trailing(jump, history, jax.lax.max))
-    onset = jump * (1.0 - recent)
-    # The frame that ends each onset's window: its last sample `guard` frames before the
-    # onset frame's first (frames overlap by n_fft - hop samples).
-    ends = _delayed(onset, -(guard + n_fft // hop))
-    e_est = _band_energy(estimate, sample_rate, n_fft, hop, band_hz)
+    energy, ends, after, window = _onset_windows(
+        reference, sample_rate, window_ms, guard_ms, band_hz
+    )
+    e_est = _band_energy(estimate, sample_rate, _LEAD_IN_FFT, _LEAD_IN_HOP, band_hz)
     # The floor, as the metric's: 60 dB below the reference's energy in the `window`
-    # frames from the onset on (read at each window's end frame). Relative to the clip's
-    # loudest frame instead, it sat 10-30 dB higher for an attack after silence in a clip
-    # with louder parts, and hid a lead-in the metric reads as 10-20 dB of pre-echo.
-    after = _delayed(_trailing(energy, window), -(guard + n_fft // hop + window - 1))
+    # frames from the onset on. Relative to the clip's loudest frame instead, it sat
+    # 10-30 dB higher for an attack after silence in a clip with louder parts, and hid a
+    # lead-in the metric reads as 10-20 dB of pre-echo.
     floor = 1e-6 * after + window * 1e-12
     distance = jnp.abs(
         jnp.log10(_trailing(e_est, window) + floor) - jnp.log10(_trailing(energy, window) + floor)
@@ -436,4 +460,50 @@ def pre_echo_loss(
     per_clip = jnp.sum(distance * ends, axis=-1) / jnp.maximum(count, 1.0)
     # A plain mean over clips (those without onsets count 0): averaging over the clips
     # *with* onsets would weigh devices unequally under pmap (pmean of means).
+    return jnp.mean(per_clip)
+
+
+def lead_in_spectrum_loss(
+    reference: jax.Array,
+    estimate: jax.Array,
+    sample_rate: int,
+    window_ms: float = 10.0,
+    guard_ms: float = 1.0,
+    band_hz: tuple[float, float] = (2000.0, 8000.0),
+) -> jax.Array:
+    """Per bin and frame, ``|log10|`` of the estimate's ``band_hz`` power over the
+    reference's in the lead-ins :func:`pre_echo_loss` judges (its frames, onsets and
+    windows), averaged over those bins and frames, then over clips (0 for a clip without
+    onsets).
+
+    Why beside :func:`pre_echo_loss`: that term is one number per onset (the window's
+    summed energy), so its gradient asks the fine gain stage for one cut over the whole
+    window and band. Which 2.9 ms frames and which bins hold MP3's noise is what an
+    oracle gain knows (``benchmarks/pre_echo_ceiling.py``: on those frames it takes 2.9
+    dB of the test music's 64 kbps pre-echo away, the model about 1.1); this term's
+    minimum is that gain, and its gradient reaches every frame and bin of the lead-in.
+    Powers are floored at 60 dB below the reference's mean power per bin and frame in
+    the ``window_ms`` from the onset on (the metric's floor, shared out), so digital
+    silence before an attack stays finite.
+    """
+    n_fft, hop = _LEAD_IN_FFT, _LEAD_IN_HOP
+    _, ends, after, window = _onset_windows(reference, sample_rate, window_ms, guard_ms, band_hz)
+    # A frame lies in a lead-in when a window ends within `window - 1` frames after it;
+    # onsets are 50 ms apart, so windows never overlap and each frame reads its own
+    # window's `after`.
+    inside = _delayed(_trailing(ends, window), -(window - 1))
+    after_here = _delayed(_trailing(ends * after, window), -(window - 1))
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    in_band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    keep, bins = jnp.asarray(in_band, jnp.float32), max(float(np.sum(in_band)), 1.0)
+    ref = jax.lax.stop_gradient(dsp.stft(reference, n_fft, hop))
+    est = dsp.stft(estimate, n_fft, hop)
+    floor = (1e-6 * after_here / (window * bins) + 1e-12)[..., None, :]
+    distance = jnp.abs(
+        jnp.log10(est.real**2 + est.imag**2 + floor) - jnp.log10(ref.real**2 + ref.imag**2 + floor)
+    )
+    weight = keep[:, None] * inside[..., None, :]
+    per_clip = jnp.sum(distance * weight, axis=(-2, -1)) / jnp.maximum(
+        jnp.sum(weight, axis=(-2, -1)), 1.0
+    )
     return jnp.mean(per_clip)

@@ -85,6 +85,8 @@ def reconstruction_losses(reference, estimate, loss_cfg, sample_rate: int, degra
     }
     if loss_cfg.get("pre_echo", 0) > 0:
         terms["pre_echo"] = losses.pre_echo_loss(reference, estimate, sample_rate)
+    if loss_cfg.get("lead_in_spectrum", 0) > 0:
+        terms["lead_in_spectrum"] = losses.lead_in_spectrum_loss(reference, estimate, sample_rate)
     if loss_cfg.get("waveform", 0) > 0 and degraded is not None:
         terms["waveform"] = losses.waveform_error_ratio_loss(reference, degraded, estimate)
     if loss_cfg.get("complex", 0) > 0:

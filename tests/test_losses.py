@@ -385,3 +385,44 @@ def test_pre_echo_loss_floors_at_the_attack_as_the_metric_does():
     loss_db = 10 * float(losses.pre_echo_loss(jnp.asarray(reference), jnp.asarray(estimate), sr))
     assert metric_db > 5
     assert loss_db == pytest.approx(metric_db, abs=3.0)
+
+
+def _band_limited(n: int, sr: int, lo: float, hi: float, seed: int) -> np.ndarray:
+    spec = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / sr)
+    return np.fft.irfft(np.where((freqs >= lo) & (freqs < hi), spec, 0), n)
+
+
+def test_lead_in_spectrum_loss_reads_each_bin_of_the_lead_in_only():
+    sr, n = 44100, 16384
+    lead_in = 1e-2 * _band_limited(n, sr, 2000, 5000, seed=4)
+    reference = jnp.asarray(lead_in[None], jnp.float32) + _attack_after_silence(sr, n)
+    loss = jax.jit(lambda r, e: losses.lead_in_spectrum_loss(r, e, sr))
+    assert float(loss(reference, reference)) == pytest.approx(0.0, abs=1e-5)
+    # A lead-in 10 dB off either way reads 1 (log10 units) in every bin and frame it
+    # fills (here 2-8 kHz; with the 2-5 kHz lead-in, the bins above stay at the floor).
+    before = jnp.arange(n) < n // 2 - 64
+    full = 1e-2 * _band_limited(n, sr, 1000, 10000, seed=4)
+    full = jnp.asarray(full[None], jnp.float32) + _attack_after_silence(sr, n)
+    for gain in (np.sqrt(0.1), np.sqrt(10.0)):
+        scaled = jnp.where(before, gain * full, full)
+        assert float(loss(full, scaled)) == pytest.approx(1.0, abs=0.05)
+        assert float(loss(reference, jnp.where(before, gain * reference, reference))) < 0.7
+    # The lead-in's power moved from 2-5 kHz to 5-8 kHz: the window's 2-8 kHz energy
+    # (pre_echo_loss) moves by under 2 dB, each bin of it by far more.
+    moved = 1e-2 * _band_limited(n, sr, 5000, 8000, seed=5)
+    swapped = reference - jnp.asarray((lead_in - moved)[None] * before, jnp.float32)
+    window_energy = float(losses.pre_echo_loss(reference, swapped, sr))
+    assert window_energy < 0.2 and float(loss(reference, swapped)) > 5 * window_energy
+    # Only the lead-in counts: the gradient is zero well before it and after the attack,
+    # and noise added after the attack changes nothing.
+    grad = jax.grad(lambda e: losses.lead_in_spectrum_loss(reference, e, sr))(swapped)
+    grad = np.abs(np.asarray(grad[0]))
+    assert grad[n // 2 - 1000 : n // 2].max() > 0
+    assert grad[: n // 2 - 1500].max() == 0 and grad[n // 2 + 200 :].max() == 0
+    after = noise(6, reference.shape).at[:, : n // 2].set(0.0)
+    assert float(loss(reference, reference + after)) == pytest.approx(0.0, abs=1e-5)
+    # No onset: no term, and a finite gradient on silence.
+    silent = jnp.zeros_like(reference)
+    grad = jax.grad(lambda e: losses.lead_in_spectrum_loss(silent, e, sr))(silent + after)
+    assert float(loss(silent, after)) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))

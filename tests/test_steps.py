@@ -157,3 +157,19 @@ def test_complex_band_counts_the_complex_term_where_the_input_holds_the_band():
     weights.complex_band = "above"
     with pytest.raises(ValueError, match="complex_band='above'"):
         steps.reconstruction_losses(reference, estimate, weights, sr, degraded)
+
+
+def test_lead_in_spectrum_term_is_counted_only_when_weighted():
+    sr = 44100
+    reference = clicks_and_noise(16384, sr, seed=3).astype(np.float32)
+    degraded = audio.mp3_roundtrip(reference, sr, 64).astype(np.float32)
+    weights = base.get_config().loss
+    assert "lead_in_spectrum" not in steps.reconstruction_losses(
+        reference, degraded, weights, sr, degraded
+    )
+    weights.lead_in_spectrum = 100.0
+    terms = steps.reconstruction_losses(reference, degraded, weights, sr, degraded)
+    # The MP3's lead-ins hold its pre-echo: the term reads it, and nothing for the reference.
+    assert float(terms["lead_in_spectrum"]) > 0.05
+    same = steps.reconstruction_losses(reference, reference, weights, sr, degraded)
+    assert float(same["lead_in_spectrum"]) == pytest.approx(0.0, abs=1e-5)
