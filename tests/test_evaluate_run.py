@@ -168,6 +168,24 @@ def test_held_out_files_keeps_the_kinds_asked_for(tmp_path):
         evaluate_run.held_out_files(tmp_path, "test", kinds=("speech",))
 
 
+def test_evaluate_cli_split_validation_scores_the_validation_files(tmp_path, monkeypatch):
+    cli = load_cli("evaluate")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write_folder(corpus, list(range(12)))
+    monkeypatch.setattr(cli, "DEFAULT_CORPUS", corpus)
+    scored = {}
+    for split in ("validation", "test"):
+        out = tmp_path / split
+        argv = ["--split", split, "--bitrates", "64", "--clip-seconds", "1", "--out", str(out)]
+        assert cli.main(argv) == 0
+        records = json.loads((out / "results.json").read_text())["records"]
+        scored[split] = {r["clip"] for r in records}
+        expected = {p.name for p in evaluate_run.held_out_files(corpus, split)}
+        assert scored[split] == expected
+    assert scored["validation"] and not scored["validation"] & scored["test"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -175,6 +193,8 @@ def test_held_out_files_keeps_the_kinds_asked_for(tmp_path):
         (["--clips-per-file", "0", "--clip-seconds", "1"], "must be at least 1"),
         (["--kinds", "music", "--data", "."], "--kinds selects from the held-out split"),
         (["--kinds", ","], "--kinds needs at least one kind"),
+        (["--split", "validation", "--data", "."], "--split selects a held-out split"),
+        (["--split", "train"], "invalid choice: 'train'"),
     ],
 )
 def test_evaluate_cli_refuses_inconsistent_clip_flags_in_one_line(argv, message, capsys):

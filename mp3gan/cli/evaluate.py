@@ -3,10 +3,14 @@
     python launch/evaluate.py                                   # held-out test split
     python launch/evaluate.py --checkpoint workdir/base --max-files 20 --clip-seconds 5
     python launch/evaluate.py --data my_flacs/ --bitrates 32,64,128 --lowpass 4000
+    python launch/evaluate.py --checkpoint workdir/run --split validation --kinds music \
+        --clip-seconds 5 --clips-per-file 5                    # choose a step, keep test unseen
 
 Without --data it evaluates the held-out test split of the training data: the
 checkpoint's own (its data.path and split fractions, so a model is never scored on
-files it trained on), else data/corpus, else the embedded corpus.
+files it trained on), else data/corpus, else the embedded corpus. ``--split validation``
+scores the validation split instead, for choosing among a run's steps without looking
+at the test split.
 
 Writes OUT/results.json (per-clip values, mean and 95 % CI per (degradation, method),
 each method's improvement over the MP3 input) and OUT/results.md (the table, built from
@@ -32,7 +36,7 @@ def _split(text: str) -> list[str]:
 
 
 def default_data(checkpoint: str | None) -> tuple[Path, Any]:
-    """``(folder, data config)`` whose test split to evaluate when --data is not given."""
+    """``(folder, data config)`` whose held-out split to evaluate when --data is not given."""
     from mp3gan.data.loader import default_data_config
 
     data_config = default_data_config()
@@ -67,6 +71,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="folder of lossless references, all evaluated (default: the held-out test "
         "split of the checkpoint's training data, else of data/corpus, else of the "
         "embedded corpus)",
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        help="with the held-out split: which one (default test; validation to choose "
+        "among a run's steps without looking at the test split)",
     )
     p.add_argument("--bitrates", default="32,64,128", help="MP3 CBR kbps, comma-separated")
     p.add_argument("--lowpass", type=float, help="also evaluate a low-pass at this many Hz")
@@ -115,12 +125,14 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         parser.error("--kinds needs at least one kind, e.g. --kinds music")
     if args.kinds and args.data is not None:
         parser.error("--kinds selects from the held-out split: leave out --data")
+    if args.split and args.data is not None:
+        parser.error("--split selects a held-out split of the corpus: leave out --data")
 
     split, data, data_config = None, args.data, None
     if data is None:
         data, data_config = default_data(args.checkpoint)
-        split = "test"
-        print(f"evaluating the held-out test split of {data}")
+        split = args.split or "test"
+        print(f"evaluating the held-out {split} split of {data}")
 
     try:
         results = _run(args, data, split, data_config, prog, argv)
