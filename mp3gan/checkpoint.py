@@ -293,7 +293,8 @@ def load_generator(
     """Load a generator with its training config from a checkpoint.
 
     ``path`` may be a standalone inference checkpoint, a training work directory (its
-    best step, else its latest), or one of its ``checkpoints/{best,latest}`` managers.
+    best step, else its latest), one of its ``checkpoints/{best,latest}`` managers, or
+    one step of a manager (``workdir/checkpoints/latest/2500``: to score a run's steps).
     ``None`` means the shipped model, ``DEFAULT_CHECKPOINT``. Raises CheckpointError
     (one line) for a damaged checkpoint or parameters that are not finite.
     """
@@ -319,11 +320,14 @@ def load_generator(
             raise CheckpointError(f"{path}: damaged checkpoint ({_why(e)})") from None
         check_finite_tree(nnx.state(generator, nnx.Param), str(path))
         return generator, config
-    for candidate in (path / "checkpoints" / "best", path / "checkpoints" / "latest", path):
+    candidates = [path / "checkpoints" / "best", path / "checkpoints" / "latest", path]
+    if path.name.isdigit() and (path / "generator").is_dir():
+        candidates = [path.parent]  # one step of a manager, by its folder
+    for candidate in candidates:
         if not candidate.is_dir():
             continue
         manager = ocp.CheckpointManager(candidate)
-        step = manager.latest_step()
+        step = int(path.name) if candidates == [path.parent] else manager.latest_step()
         if step is None:
             continue
 

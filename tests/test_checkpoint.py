@@ -129,3 +129,23 @@ def test_a_damaged_model_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="cut: damaged checkpoint") as err:
         checkpoint.load_generator(tmp_path / "cut")
     assert "\n" not in str(err.value)
+
+
+def test_one_step_of_a_workdir_loads_by_its_folder(tmp_path):
+    generator = random_generator(size=MODEL_CONFIG.model.generator.to_dict())
+    state = nnx.state(generator, nnx.Param)
+    latest, _ = checkpoint.managers(tmp_path, keep=3)
+    for step in (10, 20):
+        scaled = jax.tree.map(lambda p, s=step: np.asarray(p) * np.float32(s), state)
+        checkpoint.save_step(latest, step, scaled, {"step": np.int32(step)}, {}, MODEL_CONFIG)
+    latest.wait_until_finished()
+    weights = {}
+    for where in ("10", "20", None):
+        path = tmp_path if where is None else tmp_path / "checkpoints" / "latest" / where
+        loaded, config = checkpoint.load_generator(path)
+        assert config.data.sample_rate == 44100
+        weights[where] = jax.tree.leaves(nnx.state(loaded, nnx.Param))[0]
+    first = jax.tree.leaves(state)[0]
+    np.testing.assert_allclose(weights["10"], np.asarray(first) * 10)
+    np.testing.assert_allclose(weights["20"], np.asarray(first) * 20)
+    np.testing.assert_allclose(weights[None], weights["20"])  # the workdir: its latest

@@ -64,7 +64,9 @@ def default_data(checkpoint: str | None) -> tuple[Path, Any]:
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument(
-        "--checkpoint", help="training workdir or model folder (default: baselines only)"
+        "--checkpoint",
+        help="training workdir, one of its steps (WORKDIR/checkpoints/latest/2500) or model "
+        "folder (default: baselines only)",
     )
     p.add_argument(
         "--data",
