@@ -271,16 +271,25 @@ def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
     return nnx.merge(graphdef, restore_fn(abstract_like(params)))
 
 
+def _managers_to_try(path: Path, order: tuple[str, str]) -> list[tuple[Path, int | None]]:
+    """``(manager folder, step or None = its latest)`` to look in for ``path``'s
+    checkpoint: one step's own folder (``.../latest/2500``) names its manager and step;
+    else the workdir's ``checkpoints/<order>`` managers, then ``path`` as a manager."""
+    if path.name.isdigit() and (path / "generator").is_dir():
+        return [(path.parent, int(path.name))]
+    return [(path / "checkpoints" / name, None) for name in order] + [(path, None)]
+
+
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
     """The training config of a checkpoint (model folder or training work directory),
     without loading any weights: what the model was trained on, and how its data split."""
     path = Path(path).resolve()
     if (path / "config.json").is_file():
         return config_from_json(json.loads((path / "config.json").read_text(encoding="utf-8")))
-    for candidate in (path / "checkpoints" / "latest", path / "checkpoints" / "best", path):
+    for candidate, step in _managers_to_try(path, ("latest", "best")):
         if candidate.is_dir():
             manager = ocp.CheckpointManager(candidate)
-            step = manager.latest_step()
+            step = manager.latest_step() if step is None else step
             if step is not None:
                 args = ocp.args.Composite(config=ocp.args.JsonRestore())
                 return config_from_json(manager.restore(step, args=args).config)
@@ -320,14 +329,11 @@ def load_generator(
             raise CheckpointError(f"{path}: damaged checkpoint ({_why(e)})") from None
         check_finite_tree(nnx.state(generator, nnx.Param), str(path))
         return generator, config
-    candidates = [path / "checkpoints" / "best", path / "checkpoints" / "latest", path]
-    if path.name.isdigit() and (path / "generator").is_dir():
-        candidates = [path.parent]  # one step of a manager, by its folder
-    for candidate in candidates:
+    for candidate, step in _managers_to_try(path, ("best", "latest")):
         if not candidate.is_dir():
             continue
         manager = ocp.CheckpointManager(candidate)
-        step = int(path.name) if candidates == [path.parent] else manager.latest_step()
+        step = manager.latest_step() if step is None else step
         if step is None:
             continue
 

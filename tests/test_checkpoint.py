@@ -144,6 +144,7 @@ def test_one_step_of_a_workdir_loads_by_its_folder(tmp_path):
         path = tmp_path if where is None else tmp_path / "checkpoints" / "latest" / where
         loaded, config = checkpoint.load_generator(path)
         assert config.data.sample_rate == 44100
+        assert checkpoint.load_config(path).data.sample_rate == 44100
         weights[where] = jax.tree.leaves(nnx.state(loaded, nnx.Param))[0]
     first = jax.tree.leaves(state)[0]
     np.testing.assert_allclose(weights["10"], np.asarray(first) * 10)
