@@ -275,24 +275,34 @@ def _managers_to_try(path: Path, order: tuple[str, str]) -> list[tuple[Path, int
     """``(manager folder, step or None = its latest)`` to look in for ``path``'s
     checkpoint: one step's own folder (``.../latest/2500``) names its manager and step;
     else the workdir's ``checkpoints/<order>`` managers, then ``path`` as a manager."""
-    if path.name.isdigit() and (path / "generator").is_dir():
+    # A folder named by a number with no checkpoints inside is a step (intact or not:
+    # a damaged one then fails to restore and says so); a workdir named "15" is not.
+    if path.name.isdigit() and path.is_dir() and not (path / "checkpoints").is_dir():
         return [(path.parent, int(path.name))]
     return [(path / "checkpoints" / name, None) for name in order] + [(path, None)]
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
-    """The training config of a checkpoint (model folder or training work directory),
-    without loading any weights: what the model was trained on, and how its data split."""
+    """The training config of a checkpoint (model folder, training work directory or one
+    of its steps), without loading any weights: what the model was trained on, and how
+    its data split. Raises CheckpointError (one line) when it cannot be read."""
     path = Path(path).resolve()
     if (path / "config.json").is_file():
-        return config_from_json(json.loads((path / "config.json").read_text(encoding="utf-8")))
+        try:
+            return config_from_json(json.loads((path / "config.json").read_text("utf-8")))
+        except Exception as e:
+            raise CheckpointError(f"{path / 'config.json'}: unreadable ({_why(e)})") from None
     for candidate, step in _managers_to_try(path, ("latest", "best")):
         if candidate.is_dir():
             manager = ocp.CheckpointManager(candidate)
             step = manager.latest_step() if step is None else step
             if step is not None:
                 args = ocp.args.Composite(config=ocp.args.JsonRestore())
-                return config_from_json(manager.restore(step, args=args).config)
+                try:
+                    return config_from_json(manager.restore(step, args=args).config)
+                except Exception as e:
+                    where = f"{candidate} step {step}"
+                    raise CheckpointError(f"{where}: damaged checkpoint ({_why(e)})") from None
     raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
 
 

@@ -257,8 +257,8 @@ def improvement_table(summary: list[dict]) -> dict[str, dict[str, dict[str, dict
 def model_method(checkpoint: str | os.PathLike) -> audio_lib.PredictFn:
     """The trained generator of ``checkpoint`` as a predict function (one compile).
 
-    ``checkpoint`` is a training workdir or model folder; ``"none"`` is the untrained
-    generator, exactly the identity (a pipeline check).
+    ``checkpoint`` is a training workdir, one of its steps or a model folder; ``"none"``
+    is the untrained generator, exactly the identity (a pipeline check).
     """
     from mp3gan.restore.restorer import Restorer  # late: flax/orbax are slow to load
 

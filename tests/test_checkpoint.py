@@ -134,19 +134,48 @@ def test_a_damaged_model_is_one_line(tmp_path):
 def test_one_step_of_a_workdir_loads_by_its_folder(tmp_path):
     generator = random_generator(size=MODEL_CONFIG.model.generator.to_dict())
     state = nnx.state(generator, nnx.Param)
-    latest, _ = checkpoint.managers(tmp_path, keep=3)
+    workdir = tmp_path / "15"  # a workdir named by a number is still a workdir
+    latest, _ = checkpoint.managers(workdir, keep=3)
     for step in (10, 20):
         scaled = jax.tree.map(lambda p, s=step: np.asarray(p) * np.float32(s), state)
-        checkpoint.save_step(latest, step, scaled, {"step": np.int32(step)}, {}, MODEL_CONFIG)
+        config = ml_collections.ConfigDict(MODEL_CONFIG.to_dict())
+        config.data.sample_rate = 44100 + step  # each step's own config is read
+        checkpoint.save_step(latest, step, scaled, {"step": np.int32(step)}, {}, config)
     latest.wait_until_finished()
     weights = {}
-    for where in ("10", "20", None):
-        path = tmp_path if where is None else tmp_path / "checkpoints" / "latest" / where
+    for where, rate in (("10", 44110), ("20", 44120), (None, 44120)):
+        path = workdir if where is None else workdir / "checkpoints" / "latest" / where
         loaded, config = checkpoint.load_generator(path)
-        assert config.data.sample_rate == 44100
-        assert checkpoint.load_config(path).data.sample_rate == 44100
+        assert config.data.sample_rate == rate
+        assert checkpoint.load_config(path).data.sample_rate == rate
         weights[where] = jax.tree.leaves(nnx.state(loaded, nnx.Param))[0]
-    first = jax.tree.leaves(state)[0]
-    np.testing.assert_allclose(weights["10"], np.asarray(first) * 10)
-    np.testing.assert_allclose(weights["20"], np.asarray(first) * 20)
+    first = np.asarray(jax.tree.leaves(state)[0])
+    np.testing.assert_allclose(weights["10"], first * 10)
+    np.testing.assert_allclose(weights["20"], first * 20)
     np.testing.assert_allclose(weights[None], weights["20"])  # the workdir: its latest
+
+
+def test_a_missing_or_empty_step_folder_is_one_line(tmp_path, capsys):
+    from helpers import load_cli
+
+    latest, _ = checkpoint.managers(tmp_path, keep=3)
+    generator = random_generator(size=MODEL_CONFIG.model.generator.to_dict())
+    params_ = jax.tree.map(np.asarray, nnx.state(generator, nnx.Param))
+    checkpoint.save_step(latest, 10, params_, {"step": np.int32(10)}, {}, MODEL_CONFIG)
+    latest.wait_until_finished()
+    steps = tmp_path / "checkpoints" / "latest"
+    (steps / "30").mkdir()  # an empty step folder is damaged, not "not found"
+    for load in (checkpoint.load_generator, checkpoint.load_config):
+        with pytest.raises(CheckpointError, match="step 30: damaged checkpoint") as err:
+            load(steps / "30")
+        assert "\n" not in str(err.value)
+        with pytest.raises(
+            FileNotFoundError, match="no mp3gan checkpoint found|no such checkpoint"
+        ):
+            load(steps / "40")  # rotated out, or never saved
+    evaluate = load_cli("evaluate")
+    for step in ("30", "40"):
+        argv = ["--checkpoint", str(steps / step), "--split", "validation"]
+        assert evaluate.main(argv + ["--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("evaluate.py: error:") and "\n" not in err

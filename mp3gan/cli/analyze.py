@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p.add_argument("reference", nargs="?", help="lossless reference file (WAV/FLAC/AIFF)")
     p.add_argument("--curves", metavar="WORKDIR", help="draw a training run's curves instead")
     p.add_argument("--bitrate", type=int, default=64, help="MP3 CBR kbps (default 64)")
-    p.add_argument("--checkpoint", help="training workdir or model folder")
+    p.add_argument(
+        "--checkpoint",
+        help="training workdir, one of its steps (WORKDIR/checkpoints/latest/2500) or model folder",
+    )
     p.add_argument("--seconds", type=float, default=8.0, help="clip length; 0 = whole file")
     p.add_argument(
         "--start", type=float, default=0.0, help="seconds into the file the clip starts from"

@@ -130,15 +130,17 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     if args.split and args.data is not None:
         parser.error("--split selects a held-out split of the corpus: leave out --data")
 
-    split, data, data_config = None, args.data, None
-    if data is None:
-        data, data_config = default_data(args.checkpoint)
-        split = args.split or "test"
-        print(f"evaluating the held-out {split} split of {data}")
+    from mp3gan.checkpoint import CheckpointError
 
+    split, data, data_config = None, args.data, None
     try:
+        if data is None:
+            data, data_config = default_data(args.checkpoint)
+            split = args.split or "test"
+            print(f"evaluating the held-out {split} split of {data}")
         results = _run(args, data, split, data_config, prog, argv)
-    except FileNotFoundError as e:  # no such file or kind in the split, no references
+    # No such checkpoint, step, file or kind in the split; a damaged checkpoint.
+    except (FileNotFoundError, CheckpointError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p.add_argument(
         "--checkpoint",
         metavar="PATH",
-        help="training workdir or shipped model folder (default: the shipped "
+        help="training workdir, one of its steps (WORKDIR/checkpoints/latest/2500) or shipped "
+        "model folder (default: the shipped "
         "checkpoints/mp3gan-base); 'none' = untrained identity model",
     )
     p.add_argument(

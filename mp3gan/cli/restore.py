@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p.add_argument(
         "--checkpoint",
         metavar="PATH",
-        help="trained model: a training workdir or a shipped model folder (default: the "
+        help="trained model: a training workdir, one of its steps (WORKDIR/checkpoints/latest/"
+        "2500) or a shipped model folder (default: the "
         "shipped checkpoints/mp3gan-base); 'none' = untrained identity model",
     )
     p.add_argument(

@@ -180,7 +180,8 @@ class Restorer:
     def from_checkpoint(
         cls, path: str | Path | None = None, chunk_seconds: float | None = None, **chunking
     ) -> Restorer:
-        """Load a training workdir, its checkpoints dir or a shipped model (None = shipped).
+        """Load a training workdir, its checkpoints dir, one step's folder or a shipped model
+        (None = shipped).
 
         ``"none"`` gives the untrained base generator, which is exactly the identity
         (handy for testing). Chunking defaults may come from the config's optional
