@@ -271,15 +271,28 @@ def _restore_into(config: ml_collections.ConfigDict, restore_fn) -> Generator:
     return nnx.merge(graphdef, restore_fn(abstract_like(params)))
 
 
-def _managers_to_try(path: Path, order: tuple[str, str]) -> list[tuple[Path, int | None]]:
-    """``(manager folder, step or None = its latest)`` to look in for ``path``'s
-    checkpoint: one step's own folder (``.../latest/2500``) names its manager and step;
-    else the workdir's ``checkpoints/<order>`` managers, then ``path`` as a manager."""
+def _first_step(path: Path, order: tuple[str, str]) -> tuple[ocp.CheckpointManager, int] | None:
+    """The manager and step that hold ``path``'s checkpoint, None when none does: one
+    step's own folder (``.../latest/2500``) names its manager and step; else the latest
+    step of the first of the workdir's ``checkpoints/<order>`` managers, then of ``path``
+    as a manager, that has one."""
     # A folder named by a number with no checkpoints inside is a step (intact or not:
     # a damaged one then fails to restore and says so); a workdir named "15" is not.
     if path.name.isdigit() and path.is_dir() and not (path / "checkpoints").is_dir():
-        return [(path.parent, int(path.name))]
-    return [(path / "checkpoints" / name, None) for name in order] + [(path, None)]
+        return ocp.CheckpointManager(path.parent), int(path.name)
+    for candidate in [path / "checkpoints" / name for name in order] + [path]:
+        if candidate.is_dir():
+            manager = ocp.CheckpointManager(candidate)
+            step = manager.latest_step()
+            if step is not None:
+                return manager, step
+    return None
+
+
+def _step_config(manager: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
+    """The training config saved with ``step``."""
+    args = ocp.args.Composite(config=ocp.args.JsonRestore())
+    return config_from_json(manager.restore(step, args=args).config)
 
 
 def load_config(path: str | Path) -> ml_collections.ConfigDict:
@@ -292,18 +305,15 @@ def load_config(path: str | Path) -> ml_collections.ConfigDict:
             return config_from_json(json.loads((path / "config.json").read_text("utf-8")))
         except Exception as e:
             raise CheckpointError(f"{path / 'config.json'}: unreadable ({_why(e)})") from None
-    for candidate, step in _managers_to_try(path, ("latest", "best")):
-        if candidate.is_dir():
-            manager = ocp.CheckpointManager(candidate)
-            step = manager.latest_step() if step is None else step
-            if step is not None:
-                args = ocp.args.Composite(config=ocp.args.JsonRestore())
-                try:
-                    return config_from_json(manager.restore(step, args=args).config)
-                except Exception as e:
-                    where = f"{candidate} step {step}"
-                    raise CheckpointError(f"{where}: damaged checkpoint ({_why(e)})") from None
-    raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
+    found = _first_step(path, ("latest", "best"))
+    if found is None:
+        raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
+    manager, step = found
+    try:
+        return _step_config(manager, step)
+    except Exception as e:
+        where = f"{manager.directory} step {step}"
+        raise CheckpointError(f"{where}: damaged checkpoint ({_why(e)})") from None
 
 
 def load_generator(
@@ -339,26 +349,20 @@ def load_generator(
             raise CheckpointError(f"{path}: damaged checkpoint ({_why(e)})") from None
         check_finite_tree(nnx.state(generator, nnx.Param), str(path))
         return generator, config
-    for candidate, step in _managers_to_try(path, ("best", "latest")):
-        if not candidate.is_dir():
-            continue
-        manager = ocp.CheckpointManager(candidate)
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            continue
+    found = _first_step(path, ("best", "latest"))
+    if found is None:
+        raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
+    manager, step = found
 
-        def restore(target, manager=manager, step=step):
-            args = ocp.args.Composite(generator=ocp.args.StandardRestore(target))
-            return manager.restore(step, args=args).generator
+    def restore(target):
+        args = ocp.args.Composite(generator=ocp.args.StandardRestore(target))
+        return manager.restore(step, args=args).generator
 
-        where = f"{candidate} step {step}"
-        try:
-            config = config_from_json(
-                manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore())).config
-            )
-            generator = _restore_into(config, restore)
-        except Exception as e:
-            raise CheckpointError(f"{where}: damaged checkpoint ({_why(e)})") from None
-        check_finite_tree(nnx.state(generator, nnx.Param), where)
-        return generator, config
-    raise FileNotFoundError(f"{path}: no mp3gan checkpoint found (no config.json, no steps)")
+    where = f"{manager.directory} step {step}"
+    try:
+        config = _step_config(manager, step)
+        generator = _restore_into(config, restore)
+    except Exception as e:
+        raise CheckpointError(f"{where}: damaged checkpoint ({_why(e)})") from None
+    check_finite_tree(nnx.state(generator, nnx.Param), where)
+    return generator, config
