@@ -63,9 +63,9 @@ def clips_of(results: dict) -> str:
     return f"{split}, {kinds}, {results.get('clips_evaluated', '?')} clips"
 
 
-def _mean(metrics: dict, key: str, part: str) -> float | None:
-    """A summary mean, None where no clip defined it."""
-    value = metrics.get(key, {}).get(part, {}).get("mean")
+def _mean(metrics: dict, key: str, part: str, stat: str = "mean") -> float | None:
+    """A summary mean (or its ``ci95``), None where no clip defined it."""
+    value = metrics.get(key, {}).get(part, {}).get(stat)
     return None if value is None else float(value)
 
 
@@ -94,7 +94,7 @@ def target_shortfalls(rows: dict[tuple[str, str], dict]) -> dict[str, float | No
             out[f"{rate} SI-SDR change >= -0.1 dB"] = _short(-0.1, si_sdr)
         else:
             out[f"{rate} pre-echo >= 2 dB lower"] = _short(2.0, pre_echo)
-            ci95 = model.get("si_sdr", {}).get("improvement", {}).get("ci95") or 0.0
+            ci95 = _mean(model, "si_sdr", "improvement", "ci95") or 0.0
             low = None if si_sdr is None else si_sdr - ci95
             out[f"{rate} SI-SDR interval >= -0.1 dB"] = _short(-0.1, low)
         for baseline in BASELINES:
